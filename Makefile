@@ -1,0 +1,27 @@
+# Two commands do all the set-up on a fresh machine:
+#   make test   install into .venv, then run the test suite
+# torch is installed first and pinned: a bare `torch` requirement can pull a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+
+.PHONY: install test test-all clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m ""
+
+clean:
+	rm -rf $(VENV) runs

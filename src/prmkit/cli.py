@@ -1,0 +1,197 @@
+"""The ``prmkit`` command: a thin layer over ``prmkit.workflows``.
+
+Every command takes ``--json`` (machine-readable output on stdout). Bad input ends with a message
+naming file, line and field on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from prmkit.embed import EmbedConfig, describe
+from prmkit.embed.backbone import DTYPES, POOLINGS
+from prmkit.errors import PrmkitError
+from prmkit.train import TrainConfig
+
+
+def _add_embed_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("step embeddings")
+    g.add_argument("--backbone", default="minilm",
+                   help="short name (minilm), local folder or Hugging Face id (default: minilm, "
+                        "the bundled all-MiniLM-L6-v2)")
+    g.add_argument("--pooling", choices=POOLINGS, default="step",
+                   help="step: mean of the step's tokens in context (default); last: the state "
+                        "at the step's last token; prefix: mean over the whole prefix")
+    g.add_argument("--layer", type=int, default=-1, help="hidden-state index (default: -1, last)")
+    g.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    g.add_argument("--max-length", type=int, default=None,
+                   help="context limit in tokens (default: the backbone's); longer contexts are "
+                        "cut from the left")
+    g.add_argument("--cache", default=None, metavar="DIR",
+                   help="embedding cache folder (default: $PRMKIT_CACHE/embeddings or "
+                        "~/.cache/prmkit/embeddings)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+
+
+def _config(cls, **kwargs):
+    """Build a stage config; its range checks become user errors (exit 2)."""
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        raise PrmkitError(str(e)) from None
+
+
+def _embed_config(args) -> EmbedConfig:
+    return _config(EmbedConfig, backbone=args.backbone, pooling=args.pooling, layer=args.layer,
+                       dtype=args.dtype, max_length=args.max_length)
+
+
+def _cache_dir(args):
+    return False if args.no_cache else args.cache
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prmkit", description="Process Reward Models: train on step-labelled data, score "
+        "solutions step by step.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="embed a JSONL of labelled trajectories and train a PRM head",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", help="JSONL of trajectories (see README: the record format)")
+    p.add_argument("--out", required=True, help="folder for the model, checkpoint and summary")
+    p.add_argument("--target", choices=("step", "outcome"), default="step",
+                   help="step: a PRM on step labels; outcome: an ORM on final-answer correctness")
+    d = TrainConfig()
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="share of questions held out for validation and early stopping")
+    t.add_argument("--patience", type=int, default=d.patience)
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--threads", type=int, default=d.num_threads,
+                   help="torch threads, pinned for reproducible results")
+    t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="batches between checkpoints (0: each epoch)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="discard a checkpoint of a different run in --out")
+    h = p.add_argument_group("head (defaults: the reference spec)")
+    h.add_argument("--hidden-size", type=int, default=512)
+    h.add_argument("--num-layers", type=int, default=4)
+    h.add_argument("--num-heads", type=int, default=8)
+    h.add_argument("--dropout", type=float, default=0.1)
+    h.add_argument("--max-steps", type=int, default=512)
+    h.add_argument("--bidirectional", action="store_true",
+                   help="let steps attend to later steps (the spec's option; default is causal)")
+    _add_embed_args(p)
+    _add_common(p)
+
+    p = sub.add_parser("score", help="score trajectories with a trained PRM: per-step "
+                       "probabilities and every aggregate",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="folder written by `prmkit train`")
+    p.add_argument("data", help="JSONL of trajectories (labels are ignored)")
+    p.add_argument("--out", help="write one JSON line per trajectory here")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
+    p.add_argument("--no-cache", action="store_true")
+    _add_common(p)
+
+    p = sub.add_parser("embed", help="embed every step of a JSONL into the cache",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", help="JSONL of trajectories")
+    _add_embed_args(p)
+    _add_common(p)
+    return parser
+
+
+def cmd_train(args) -> dict:
+    from prmkit.workflows import train_prm
+
+    config = _config(TrainConfig, target=args.target, epochs=args.epochs, batch_size=args.batch_size,
+                         lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
+                         patience=args.patience, seed=args.seed, num_threads=args.threads,
+                         checkpoint_every=args.checkpoint_every)
+    head = {"hidden_size": args.hidden_size, "num_layers": args.num_layers,
+            "num_heads": args.num_heads, "dropout": args.dropout, "max_steps": args.max_steps,
+            "causal": not args.bidirectional}
+    summary = train_prm(args.data, args.out, _embed_config(args), head, config, _cache_dir(args),
+                        progress=not args.no_progress, overwrite=args.overwrite)
+    if not args.json:
+        print(describe(summary["embedding"]))
+        if summary["resumed_from"]:
+            r = summary["resumed_from"]
+            print(f"resumed from the checkpoint at epoch {r['epoch'] + 1}, batch {r['batch']}")
+        line = (f"trained {summary['target']} head: {summary['epochs_run']} epochs, best epoch "
+                f"{summary['best_epoch']}, train loss {summary['train_loss']:.4f}")
+        if summary.get("val_loss") is not None:
+            auroc = summary.get("val_step_auroc")
+            line += (f", val loss {summary['val_loss']:.4f}, val step AUROC "
+                     f"{'n/a' if auroc is None else f'{auroc:.3f}'}")
+        print(line)
+        print(f"saved to {summary['out']}")
+    return summary
+
+
+def cmd_score(args) -> dict:
+    from prmkit.workflows import score_data
+
+    rows, report = score_data(args.model, args.data, args.out, _cache_dir(args),
+                              args.batch_size, progress=not args.no_progress)
+    if args.json and not args.out:
+        for row in rows:
+            print(json.dumps(row))
+        return {}
+    if not args.json:
+        print(describe(report), file=sys.stderr)
+        if args.out:
+            print(f"wrote {len(rows)} scored trajectories to {args.out}")
+        else:
+            for row in rows:
+                s = row["scores"]
+                steps = " ".join(f"{p:.3f}" for p in row["step_probs"])
+                print(f"#{row['index']}  product={s['product']:.4f} min={s['min']:.4f} "
+                      f"mean={s['mean']:.4f} last={s['last']:.4f}  steps: {steps}")
+    return {"scored": len(rows), "out": args.out, "embedding": report}
+
+
+def cmd_embed(args) -> dict:
+    from prmkit.workflows import embed_data
+
+    _, _, report = embed_data(args.data, _embed_config(args), _cache_dir(args),
+                              progress=not args.no_progress)
+    if not args.json:
+        print(describe(report))
+    return report
+
+
+COMMANDS = {"train": cmd_train, "score": cmd_score, "embed": cmd_embed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = COMMANDS[args.command](args)
+    except PrmkitError as e:
+        print(f"prmkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json and result:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Step embeddings: the step-end contract, backbones, and the cache."""
+
+from prmkit.embed.backbone import BACKBONES, Backbone, EmbedConfig, EmbedStats
+from prmkit.embed.cache import EmbeddingCache, default_cache_dir
+from prmkit.embed.pipeline import describe, embed_trajectories
+from prmkit.embed.tokens import StepTokens, tokenize_steps
+
+__all__ = ["BACKBONES", "Backbone", "EmbedConfig", "EmbedStats", "EmbeddingCache",
+           "StepTokens", "default_cache_dir", "describe", "embed_trajectories", "tokenize_steps"]

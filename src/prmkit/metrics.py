@@ -1,0 +1,29 @@
+"""Evaluation metrics, as pure functions over arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def auroc(scores, labels) -> float:
+    """Area under the ROC curve: P(score of a random positive > score of a random negative).
+
+    Ties count one half (the Mann-Whitney U statistic with mid-ranks). Returns NaN when only one
+    class is present. Labels are thresholded at 0.5 so soft labels can be passed.
+
+    Shape: scores, labels: (N,).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(labels, dtype=np.float64) >= 0.5
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # mid-ranks for ties: every member of a tie group gets the group's average rank
+    _, starts, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    mid = starts + (counts + 1) / 2.0  # 1-based average rank of each group
+    ranks[order] = np.repeat(mid, counts)
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))

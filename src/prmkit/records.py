@@ -1,0 +1,238 @@
+"""The one record type, ``Trajectory``, and its JSONL reading and writing.
+
+Every data adapter produces ``Trajectory`` objects; nothing downstream knows where a record came
+from. One JSONL line holds one trajectory::
+
+    {"question": "Tom has 3 apples and buys 4 more. How many?",
+     "steps": ["3 + 4 = 7.", "The answer is 7."],
+     "labels": [1, 1],
+     "label_kind": "correctness",
+     "outcome": true, "answer": "7", "meta": {"source": "hand"}}
+
+Only ``question`` and ``steps`` are required. ``labels`` defaults to all-null (unlabelled).
+
+Labels:
+    ``label_kind="correctness"``: each label is 1 (step correct), 0 (wrong), a float in [0, 1]
+    (a soft label), or null (unlabelled: no loss on that step).
+    ``label_kind="value"``: each label is a Monte-Carlo estimate in [0, 1] of reaching a correct
+    answer from that step. The two kinds are never mixed silently (see ``check_label_kind``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from prmkit._io import atomic_open
+from prmkit.errors import DataError
+
+Label = float | None
+LABEL_KINDS = ("correctness", "value")
+FIELDS = ("question", "steps", "labels", "label_kind", "outcome", "answer", "meta")
+
+
+@dataclass
+class Trajectory:
+    """A question and its solution steps, with optional per-step labels.
+
+    Attributes:
+        question: the problem text.
+        steps: the solution, one string per step (non-empty).
+        labels: one per step: 1, 0, a float in [0, 1], or None (unlabelled).
+        label_kind: "correctness" (PRM800K-style) or "value" (Monte-Carlo estimates).
+        outcome: whether the final answer is correct, when known.
+        answer: the final answer text, when known.
+        meta: anything else; adapters keep the source's raw labels here (``meta["raw_labels"]``).
+    """
+
+    question: str
+    steps: list[str]
+    labels: list[Label] = None  # type: ignore[assignment]  # filled with None per step
+    label_kind: str = "correctness"
+    outcome: bool | None = None
+    answer: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.labels is None:
+            self.labels = [None] * len(self.steps) if isinstance(self.steps, list) else None
+        _validate(self)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps)
+
+    @property
+    def is_labelled(self) -> bool:
+        return any(label is not None for label in self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "steps": list(self.steps), "labels": list(self.labels),
+                "label_kind": self.label_kind, "outcome": self.outcome, "answer": self.answer,
+                "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "Trajectory":
+        """Build from a parsed JSON object; errors are ``DataError`` naming the field."""
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object, got {_typename(obj)}")
+        unknown = sorted(set(obj) - set(FIELDS))
+        if unknown:
+            raise DataError(f"unknown field (allowed: {', '.join(FIELDS)}; put extras in meta)",
+                            field=unknown[0])
+        for name in ("question", "steps"):
+            if name not in obj:
+                raise DataError("missing required field", field=name)
+        bad = _find_bad_number(obj)
+        if bad is not None:
+            where, text = bad
+            raise DataError(f"number {text} is not allowed (NaN, infinite, or over "
+                            f"{sys.get_int_max_str_digits()} digits)", field=where)
+        return cls(**obj)
+
+
+def _typename(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _validate(t: Trajectory) -> None:
+    if not isinstance(t.question, str):
+        raise DataError(f"must be a string, got {_typename(t.question)}", field="question")
+    if not t.question.strip():
+        raise DataError("must not be empty", field="question")
+    if not isinstance(t.steps, list):
+        raise DataError(f"must be a list of strings, got {_typename(t.steps)}", field="steps")
+    if not t.steps:
+        raise DataError("must hold at least one step", field="steps")
+    for i, step in enumerate(t.steps):
+        if not isinstance(step, str):
+            raise DataError(f"must be a string, got {_typename(step)}", field=f"steps[{i}]")
+        if not step.strip():
+            raise DataError("empty step", field=f"steps[{i}]")
+    if not isinstance(t.labels, list):
+        raise DataError(f"must be a list, got {_typename(t.labels)}", field="labels")
+    if len(t.labels) != len(t.steps):
+        raise DataError(f"has {len(t.labels)} labels for {len(t.steps)} steps", field="labels")
+    if t.label_kind not in LABEL_KINDS:
+        raise DataError(f"must be one of {LABEL_KINDS}, got {t.label_kind!r}", field="label_kind")
+    for i, label in enumerate(t.labels):
+        if label is None:
+            continue
+        # bool is an int subclass; `true` as a label is almost always a mistake, so refuse it.
+        if isinstance(label, bool) or not isinstance(label, (int, float)):
+            raise DataError(f"must be 1, 0, a number in [0, 1] or null, got {_typename(label)}",
+                            field=f"labels[{i}]")
+        if not (math.isfinite(label) and 0.0 <= label <= 1.0):
+            raise DataError(f"must be in [0, 1], got {label!r}", field=f"labels[{i}]")
+    if t.outcome is not None and not isinstance(t.outcome, bool):
+        raise DataError(f"must be true, false or null, got {_typename(t.outcome)}",
+                        field="outcome")
+    if t.answer is not None and not isinstance(t.answer, str):
+        raise DataError(f"must be a string or null, got {_typename(t.answer)}", field="answer")
+    if not isinstance(t.meta, dict):
+        raise DataError(f"must be an object, got {_typename(t.meta)}", field="meta")
+
+
+# --- JSON parsing that keeps bad numbers visible -------------------------------------------------
+# json.loads accepts NaN and Infinity, turns 1e999 into inf, and raises a location-free error on
+# integers longer than sys.get_int_max_str_digits(). We parse such numbers into a marker and report
+# the field they sit in.
+
+class _BadNumber:
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _parse_float(text: str) -> float | _BadNumber:
+    value = float(text)
+    return value if math.isfinite(value) else _BadNumber(text)
+
+
+def _parse_int(text: str) -> int | _BadNumber:
+    if len(text.lstrip("-")) > sys.get_int_max_str_digits():
+        return _BadNumber(f"{text[:12]}... ({len(text)} characters)")
+    return int(text)
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` with NaN, infinities and giant integers turned into markers."""
+    return json.loads(text, parse_float=_parse_float, parse_int=_parse_int,
+                      parse_constant=_BadNumber)
+
+
+def _find_bad_number(obj: Any, where: str = "") -> tuple[str, str] | None:
+    if isinstance(obj, _BadNumber):
+        return where, obj.text
+    items: Iterable[tuple[str, Any]] = ()
+    if isinstance(obj, dict):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    for sub_where, value in items:
+        found = _find_bad_number(value, sub_where)
+        if found is not None:
+            return found
+    return None
+
+
+# --- JSONL files -------------------------------------------------------------------------------
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, parsed_object)`` for each non-blank line, 1-based.
+
+    Raises ``DataError`` with file and line on malformed JSON.
+    """
+    path = str(path)
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"cannot open: {e.strerror}", path=path) from None
+    with f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path=path,
+                                line=line_no) from None
+            except UnicodeDecodeError as e:
+                raise DataError(f"not UTF-8 text: {e.reason}", path=path, line=line_no) from None
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Trajectory]:
+    """Read trajectories from a JSONL file; any problem is a ``DataError`` with file:line:field."""
+    out = []
+    for line_no, obj in iter_jsonl(path):
+        try:
+            out.append(Trajectory.from_dict(obj))
+        except DataError as e:
+            raise DataError(e.message, path=str(path), line=line_no, field=e.field) from None
+        except TypeError as e:  # a dataclass argument problem not caught above
+            raise DataError(str(e), path=str(path), line=line_no) from None
+    if not out:
+        raise DataError("no trajectories in file", path=str(path))
+    return out
+
+
+def write_jsonl(path: str | os.PathLike, trajectories: Iterable[Trajectory]) -> int:
+    """Write trajectories atomically (temporary file, then rename). Returns the count."""
+    n = 0
+    with atomic_open(path) as f:
+        for t in trajectories:
+            f.write(json.dumps(t.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
+            n += 1
+    return n
+
+
+def check_label_kind(trajectories: list[Trajectory]) -> str:
+    """The one label kind of a labelled data set; mixing kinds is an error, never silent."""
+    kinds = {t.label_kind for t in trajectories if t.is_labelled}
+    if len(kinds) > 1:
+        raise DataError(f"the data mixes label kinds {sorted(kinds)}; train on one kind at a time "
+                        "(convert or filter first)")
+    return kinds.pop() if kinds else "correctness"

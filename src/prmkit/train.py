@@ -1,0 +1,267 @@
+"""Training the PRM head on cached step embeddings.
+
+Reads top to bottom: split by question → standardize → build the head → resume if a checkpoint
+exists → epochs of masked BCE with AdamW → validation, early stopping, best weights kept → save.
+
+Reproducible on CPU: the thread count is pinned, each epoch's order comes from a generator seeded
+by (seed, epoch), and checkpoints hold the model, optimizer, dropout RNG state and position. A
+run killed at any point and started again with the same command resumes from its last checkpoint
+and ends with weights bit-identical to an uninterrupted run.
+
+An ORM is the same head with ``target="outcome"``: one label, the final answer's correctness, on
+the last step of each trajectory.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from prmkit._io import atomic_save, write_json
+from prmkit.errors import PrmkitError
+from prmkit.losses import masked_bce
+from prmkit.metrics import auroc
+from prmkit.batch import collate
+from prmkit.model import TARGETS, PRMConfig, PRMHead
+from prmkit.records import Label, Trajectory, check_label_kind
+
+CHECKPOINT_NAME = "checkpoint.pt"
+SUMMARY_NAME = "summary.json"
+
+
+@dataclass
+class TrainConfig:
+    target: str = "step"  # "step" (PRM) or "outcome" (ORM)
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    patience: int = 5  # epochs without a better validation loss before stopping
+    seed: int = 0
+    num_threads: int = 2  # pinned: CPU results depend on the thread count
+    checkpoint_every: int = 0  # batches between checkpoints; 0 = at the end of each epoch
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.num_threads < 1:
+            raise ValueError("epochs, batch_size and num_threads must be positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.lr <= 0 or self.patience < 1 or self.checkpoint_every < 0:
+            raise ValueError("lr must be positive, patience >= 1, checkpoint_every >= 0")
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def normalize_question(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
+def split_by_question(trajectories: list[Trajectory], val_fraction: float,
+                      seed: int) -> tuple[list[int], list[int]]:
+    """Indices of (train, validation), with every question on one side only."""
+    questions = sorted({normalize_question(t.question) for t in trajectories})
+    random.Random(seed).shuffle(questions)
+    n_val = math.ceil(val_fraction * len(questions)) if len(questions) > 1 else 0
+    val_questions = set(questions[:n_val])
+    train = [i for i, t in enumerate(trajectories)
+             if normalize_question(t.question) not in val_questions]
+    val = [i for i, t in enumerate(trajectories) if normalize_question(t.question) in val_questions]
+    return train, val
+
+
+def training_labels(trajectory: Trajectory, target: str) -> list[Label]:
+    """The labels the head learns: the step labels (PRM), or the outcome on the last step (ORM)."""
+    if target == "step":
+        return list(trajectory.labels)
+    return [None] * (trajectory.num_steps - 1) + [
+        None if trajectory.outcome is None else float(trajectory.outcome)]
+
+
+def feature_stats(features: list[np.ndarray], indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std over every step of the given trajectories (float64 sums)."""
+    dim = features[indices[0]].shape[1]
+    total, total_sq, count = np.zeros(dim), np.zeros(dim), 0
+    for i in indices:
+        f = np.asarray(features[i], dtype=np.float64)
+        total += f.sum(0)
+        total_sq += (f * f).sum(0)
+        count += len(f)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+@torch.no_grad()
+def evaluate(model: PRMHead, features, labels, indices: list[int], batch_size: int) -> dict:
+    """Validation loss (masked BCE over labelled steps) and step AUROC."""
+    model.eval()
+    loss_sum, n_labels, all_probs, all_labels = 0.0, 0, [], []
+    for start in range(0, len(indices), batch_size):
+        b = collate(features, labels, indices[start:start + batch_size])
+        logits = model(b["features"], b["step_mask"])
+        n = int(b["label_mask"].sum())
+        loss_sum += float(masked_bce(logits, b["labels"], b["label_mask"])) * n
+        n_labels += n
+        all_probs.append(torch.sigmoid(logits)[b["label_mask"]].numpy())
+        all_labels.append(b["labels"][b["label_mask"]].numpy())
+    probs, gold = np.concatenate(all_probs), np.concatenate(all_labels)
+    return {"loss": loss_sum / max(n_labels, 1), "step_auroc": auroc(probs, gold),
+            "labelled_steps": n_labels}
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+def run_fingerprint(features, labels, model_config: PRMConfig, config: TrainConfig) -> str:
+    """What a checkpoint belongs to: the features, labels and both configs."""
+    h = hashlib.sha256()
+    h.update(json.dumps([asdict(model_config), asdict(config), labels], sort_keys=True).encode())
+    for f in features:
+        h.update(np.ascontiguousarray(f).tobytes())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    atomic_save(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path) -> dict:
+    # weights_only: a checkpoint is data, never code to unpickle
+    return torch.load(path, weights_only=True)
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+def train(trajectories: list[Trajectory], features: list[np.ndarray], model_config: PRMConfig,
+          config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True,
+          overwrite: bool = False) -> dict:
+    """Train a head, save it to ``out_dir`` (save_pretrained) and return a summary dict.
+
+    If ``out_dir`` holds a checkpoint of the same run (same features, labels and configs),
+    training resumes from it; a checkpoint of another run is refused unless ``overwrite``.
+    """
+    out_dir = Path(out_dir)
+    torch.set_num_threads(config.num_threads)
+    check_label_kind(trajectories)
+    labels = [training_labels(t, config.target) for t in trajectories]
+    usable = [i for i, ls in enumerate(labels) if any(label is not None for label in ls)]
+    if not usable:
+        what = "step labels" if config.target == "step" else "outcomes"
+        raise PrmkitError(f"no trajectory has {what} to train on")
+    train_idx, val_idx = split_by_question([trajectories[i] for i in usable],
+                                           config.val_fraction, config.seed)
+    train_idx, val_idx = [usable[i] for i in train_idx], [usable[i] for i in val_idx]
+
+    torch.manual_seed(config.seed)
+    model = PRMHead(model_config)
+    model.set_feature_stats(*feature_stats(features, train_idx))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    batches_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    fingerprint = run_fingerprint(features, labels, model_config, config)
+    state = {"epoch": 0, "batch": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
+             "history": [], "done": False}
+    best_weights = copy.deepcopy(model.state_dict())
+
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    for stale in out_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a run killed mid-write
+        stale.unlink()
+    resumed = None
+    if checkpoint_path.exists() and not overwrite:
+        ckpt = load_checkpoint(checkpoint_path)
+        if ckpt["fingerprint"] != fingerprint:
+            raise PrmkitError(f"{checkpoint_path} belongs to a different run (other data or "
+                              "settings); pass --overwrite to start again, or use another --out")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        best_weights = ckpt["best_weights"]
+        state = json.loads(ckpt["state"])
+        torch.set_rng_state(ckpt["rng"])
+        resumed = {"epoch": state["epoch"], "batch": state["batch"]}
+
+    def checkpoint() -> None:
+        save_checkpoint(checkpoint_path, {
+            "fingerprint": fingerprint, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "best_weights": best_weights,
+            "state": json.dumps(state), "rng": torch.get_rng_state()})
+
+    total = config.epochs * batches_per_epoch
+    done_batches = state["epoch"] * batches_per_epoch + state["batch"]
+    bar = tqdm(total=total, initial=min(done_batches, total), unit="batch", desc="train",
+               disable=not progress or state["done"], leave=False)
+    while not state["done"] and state["epoch"] < config.epochs:
+        epoch = state["epoch"]
+        order = torch.randperm(len(train_idx),
+                               generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
+        model.train()
+        for b in range(state["batch"], batches_per_epoch):
+            rows = [train_idx[i] for i in order[b * config.batch_size:(b + 1) * config.batch_size]]
+            batch = collate(features, labels, rows)
+            logits = model(batch["features"], batch["step_mask"])  # (B, T)
+            loss = masked_bce(logits, batch["labels"], batch["label_mask"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            state["batch"] = b + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch + 1)
+            if config.checkpoint_every and state["batch"] % config.checkpoint_every == 0 \
+                    and state["batch"] < batches_per_epoch:
+                checkpoint()
+        record = {"epoch": epoch + 1}
+        if val_idx:
+            val = evaluate(model, features, labels, val_idx, config.batch_size)
+            record.update(val_loss=val["loss"], val_step_auroc=val["step_auroc"])
+            if val["loss"] < state["best_val"]:
+                state.update(best_val=val["loss"], best_epoch=epoch + 1, bad_epochs=0)
+                best_weights = copy.deepcopy(model.state_dict())
+            else:
+                state["bad_epochs"] += 1
+        else:  # nothing to validate on: the last epoch is the best we know
+            state["best_epoch"] = epoch + 1
+            best_weights = copy.deepcopy(model.state_dict())
+        state["history"].append(record)
+        state.update(epoch=epoch + 1, batch=0)
+        if state["bad_epochs"] >= config.patience or state["epoch"] >= config.epochs:
+            state["done"] = True
+        checkpoint()
+    bar.close()
+
+    model.load_state_dict(best_weights)
+    model.eval()
+    model.save_pretrained(out_dir)
+    summary = {"target": config.target, "train_trajectories": len(train_idx),
+               "val_trajectories": len(val_idx), "epochs_run": state["epoch"],
+               "best_epoch": state["best_epoch"], "resumed_from": resumed,
+               "history": state["history"]}
+    if val_idx:
+        val = evaluate(model, features, labels, val_idx, config.batch_size)
+        summary.update(val_loss=val["loss"], val_step_auroc=val["step_auroc"])
+    summary["train_loss"] = evaluate(model, features, labels, train_idx, config.batch_size)["loss"]
+    write_json(out_dir / SUMMARY_NAME, _finite(summary))
+    return _finite(summary)
+
+
+def _finite(obj):
+    """JSON has no NaN: an undefined figure (AUROC with one class) is written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj

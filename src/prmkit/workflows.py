@@ -1,0 +1,91 @@
+"""End-to-end jobs behind the CLI: each command calls one function here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from prmkit.aggregate import AGGREGATIONS
+from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
+from prmkit.errors import DataError, PrmkitError
+from prmkit.model import PRMConfig
+from prmkit.records import Trajectory, read_jsonl
+from prmkit.scorer import PRM, aggregate_all
+from prmkit.train import TrainConfig, train
+from prmkit._io import atomic_open
+
+PathLike = str | os.PathLike
+
+
+def _trajectories(data: PathLike | list[Trajectory]) -> list[Trajectory]:
+    return data if isinstance(data, list) else read_jsonl(data)
+
+
+def _cache(backbone: Backbone, cache_dir: PathLike | None | bool) -> EmbeddingCache | None:
+    """``cache_dir``: a folder, None for the default folder, or False for no cache."""
+    if cache_dir is False:
+        return None
+    return EmbeddingCache(cache_dir or default_cache_dir(), backbone.fingerprint)
+
+
+def embed_data(data: PathLike | list[Trajectory], embed: EmbedConfig = EmbedConfig(),
+               cache_dir: PathLike | None = None, progress: bool = True):
+    """Embed (and cache) every step of a data set. Returns (backbone, features, report)."""
+    trajectories = _trajectories(data)
+    backbone = Backbone(embed)
+    features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
+                                          progress=progress)
+    return backbone, features, report
+
+
+def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,
+              embed: EmbedConfig = EmbedConfig(), head: dict | None = None,
+              config: TrainConfig = TrainConfig(), cache_dir: PathLike | None = None,
+              progress: bool = True, overwrite: bool = False) -> dict:
+    """Embed the data (through the cache), train a head on it, save it to ``out_dir``.
+
+    ``head`` overrides ``PRMConfig`` fields (hidden_size, num_layers, num_heads, dropout,
+    max_steps, causal). Returns the training summary, with the embedding report under "embedding".
+    """
+    trajectories = _trajectories(data)
+    head = dict(head or {})
+    max_steps = head.get("max_steps", PRMConfig.__dataclass_fields__["max_steps"].default)
+    for i, t in enumerate(trajectories):
+        if t.num_steps > max_steps:
+            raise DataError(f"trajectory {i} has {t.num_steps} steps, more than max_steps="
+                            f"{max_steps}; raise --max-steps or split it", field="steps")
+    backbone, features, report = embed_data(trajectories, embed, cache_dir, progress)
+    try:
+        model_config = PRMConfig(input_dim=backbone.hidden_size, target=config.target,
+                                 embed=asdict(embed), backbone_fingerprint=backbone.fingerprint,
+                                 **head)
+    except ValueError as e:
+        raise PrmkitError(str(e)) from None
+    summary = train(trajectories, features, model_config, config, out_dir, progress=progress,
+                    overwrite=overwrite)
+    return {**summary, "embedding": report, "out": str(out_dir)}
+
+
+def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
+               out: PathLike | None = None, cache_dir: PathLike | None = None,
+               batch_size: int = 64, progress: bool = True) -> tuple[list[dict], dict]:
+    """Per-step probabilities and every aggregate for each trajectory.
+
+    Returns (rows, embedding report); with ``out``, the rows are also written as JSONL.
+    """
+    trajectories = _trajectories(data)
+    prm = PRM.from_pretrained(model_dir, batch_size=batch_size)
+    prm.cache = _cache(prm.backbone, cache_dir)
+    step_probs = prm.score_batch(trajectories, progress=progress)
+    scores = aggregate_all(step_probs, tuple(AGGREGATIONS))
+    rows = [{"index": i, "step_probs": probs,
+             "scores": {name: values[i] for name, values in scores.items()}}
+            for i, probs in enumerate(step_probs)]
+    if out is not None:
+        import json
+
+        with atomic_open(Path(out)) as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+    return rows, prm.last_embed_report

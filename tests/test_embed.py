@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+
+from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, embed_trajectories, tokenize_steps
+from prmkit.embed.cache import entry_key
+from prmkit.errors import PrmkitError
+from prmkit.records import Trajectory
+
+from conftest import tiny_causal_lm
+
+Q = "A shop sells 3 boxes of 12 pens. How many pens?"
+STEPS = ["3 boxes of 12 pens is 3 * 12 = 36 pens.", "The answer is 36."]
+
+
+def test_steps_are_tokenized_on_their_own(minilm):
+    tok = minilm.tokenizer
+    st = tokenize_steps(tok, Q, STEPS, "\n\n")
+    pieces = [tok(p, add_special_tokens=False)["input_ids"] for p in (Q + "\n\n", STEPS[0] + "\n\n", STEPS[1] + "\n\n")]
+    assert list(st.ids) == pieces[0] + pieces[1] + pieces[2]
+    assert st.question_len == len(pieces[0])
+    assert st.ends == (len(pieces[0]) + len(pieces[1]), len(pieces[0]) + len(pieces[1]) + len(pieces[2]))
+    # each step's last token is the step's own last token: a label placed there lands on the step
+    assert st.ids[st.ends[0] - 1] == pieces[1][-1]
+    assert tok.decode(st.ids[st.starts[1]:st.ends[1]]) == "the answer is 36."
+
+
+def test_per_prefix_embedding_equals_the_prefix_encoded_alone(minilm):
+    # step 0's vector must not depend on step 1 (no leak from later steps in a bidirectional encoder)
+    two, _ = embed_trajectories([Trajectory(Q, STEPS)], minilm, progress=False)
+    one, _ = embed_trajectories([Trajectory(Q, STEPS[:1])], minilm, progress=False)
+    assert two[0].shape == (2, 384) and two[0].dtype == np.float16
+    # equal up to batch-shape rounding; a leak of step 1 into step 0 would move it by ~0.1
+    np.testing.assert_allclose(two[0][0].astype(np.float32), one[0][0], atol=1e-3)
+
+
+def test_step_pooling_by_hand(minilm):
+    # "step" pooling = mean of the step's token states in the model run on [CLS] q s0 [SEP]
+    st = minilm.tokenize(Q, STEPS[:1])
+    ids = [101] + list(st.ids) + [102]
+    with torch.no_grad():
+        h = minilm.model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+    expected = h[1 + st.starts[0]:1 + st.ends[0]].mean(0).numpy()
+    got, _ = embed_trajectories([Trajectory(Q, STEPS[:1])], minilm, progress=False)
+    np.testing.assert_allclose(got[0][0].astype(np.float32), expected, atol=2e-3)
+
+
+def test_left_truncation_keeps_the_current_step_and_is_counted():
+    backbone = Backbone(EmbedConfig(max_length=24))
+    long_q = "word " * 40
+    feats, report = embed_trajectories([Trajectory(long_q, ["a short step.", "another one."])],
+                                       backbone, progress=False)
+    assert report["truncated_steps"] == 2
+    assert feats[0].shape == (2, 384)
+    strict = Backbone(EmbedConfig(max_length=24, truncation="error"))
+    with pytest.raises(PrmkitError, match="the backbone allows 24"):
+        embed_trajectories([Trajectory(long_q, ["a short step."])], strict, progress=False)
+
+
+def test_cache_second_run_does_no_forward_pass(minilm, tmp_path):
+    data = [Trajectory(Q, STEPS), Trajectory("What is 1+1?", ["1+1=2."])]
+    cache = EmbeddingCache(tmp_path, minilm.fingerprint)
+    first, r1 = embed_trajectories(data, minilm, cache, progress=False)
+    assert (r1["computed"], r1["cached"]) == (2, 0) and r1["forward_batches"] >= 1
+    again = EmbeddingCache(tmp_path, minilm.fingerprint)  # a new process would open it like this
+    second, r2 = embed_trajectories(data, minilm, again, progress=False)
+    assert (r2["computed"], r2["cached"], r2["forward_batches"]) == (0, 2, 0)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cache_key_covers_the_spec(minilm, tmp_path):
+    other_spec = dict(minilm.fingerprint, layer=3)
+    a, b = EmbeddingCache(tmp_path, minilm.fingerprint), EmbeddingCache(tmp_path, other_spec)
+    assert a.dir != b.dir
+    assert entry_key(minilm.tokenize("q", ["a"])) != entry_key(minilm.tokenize("q", ["b"]))
+
+
+def test_shard_without_manifest_does_not_exist(tmp_path):
+    cache = EmbeddingCache(tmp_path, {"x": 1})
+    cache.put([("k1", np.ones((2, 4), np.float32))])
+    # simulate a writer killed after the data and before the manifest
+    np.save(cache.dir / "shard-99999999999999999999-1.npy", np.zeros((3, 4), np.float16))
+    reopened = EmbeddingCache(tmp_path, {"x": 1})
+    assert len(reopened) == 1 and "k1" in reopened
+    np.testing.assert_array_equal(reopened.get("k1"), np.ones((2, 4), np.float16))
+
+
+def test_fp16_overflow_is_refused(tmp_path):
+    cache = EmbeddingCache(tmp_path, {"x": 1})
+    with pytest.raises(PrmkitError, match="beyond float16"):
+        cache.put([("k", np.array([[70000.0, 1.0]]))])
+    assert len(EmbeddingCache(tmp_path, {"x": 1})) == 0
+
+
+def float32_steps(backbone, trajectories):
+    """Step vectors straight from the backbone, before float16 storage. Also returns row count."""
+    out, rows = [], 0
+    for i, t in enumerate(trajectories):
+        jobs, _ = backbone.jobs(i, backbone.tokenize(t.question, t.steps))
+        pooled, stats = backbone.forward(jobs)
+        rows += stats.rows
+        vectors = np.zeros((t.num_steps, backbone.hidden_size), np.float32)
+        for job, v in zip(jobs, pooled):
+            for (step, _, _), row in zip(job.spans, v):
+                vectors[step] = row
+        out.append(vectors)
+    return out, rows
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "qwen2"])
+@pytest.mark.parametrize("pooling", ["last", "step", "prefix"])
+def test_single_pass_equals_per_prefix_on_causal_models(tmp_path, minilm, model_type, pooling):
+    folder = tiny_causal_lm(model_type, tmp_path / model_type, minilm.path)
+    data = [Trajectory(Q, STEPS + ["So 36 pens in all."]), Trajectory("What is 7 * 6?", ["7 * 6 = 42."])]
+    single = Backbone(EmbedConfig(backbone=str(folder), pooling=pooling))
+    prefix = Backbone(EmbedConfig(backbone=str(folder), pooling=pooling, mode="per_prefix"))
+    assert single.single_pass and not prefix.single_pass
+    a, rows_a = float32_steps(single, data)
+    b, rows_b = float32_steps(prefix, data)
+    assert (rows_a, rows_b) == (2, 4)  # one row per solution vs one per step
+    for x, y in zip(a, b):
+        assert np.abs(x - y).max() <= 1e-5 * np.abs(y).max()
