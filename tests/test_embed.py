@@ -4,6 +4,7 @@ import torch
 
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, embed_trajectories, tokenize_steps
 from prmkit.embed.cache import entry_key
+from prmkit.embed.tokens import plain_ids
 from prmkit.errors import PrmkitError
 from prmkit.records import Trajectory
 
@@ -15,7 +16,7 @@ STEPS = ["3 boxes of 12 pens is 3 * 12 = 36 pens.", "The answer is 36."]
 
 def test_steps_are_tokenized_on_their_own(minilm):
     tok = minilm.tokenizer
-    st = tokenize_steps(tok, Q, STEPS, "\n\n")
+    st = tokenize_steps(plain_ids(tok), Q, STEPS, "\n\n")
     pieces = [tok(p, add_special_tokens=False)["input_ids"] for p in (Q + "\n\n", STEPS[0] + "\n\n", STEPS[1] + "\n\n")]
     assert list(st.ids) == pieces[0] + pieces[1] + pieces[2]
     assert st.question_len == len(pieces[0])

@@ -26,6 +26,7 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
+from prmkit.metrics import pass_at_k
 from prmkit.select import SELECTORS, Method, Pool, PoolView, check_method
 
 PerProblem = np.ndarray  # (P,) one accuracy per problem
@@ -34,25 +35,6 @@ Interval = dict[str, float]  # {"mean": ..., "low": ..., "high": ...}
 
 ORACLE = "oracle"
 _BUDGET = 1 << 22  # elements per gathered (rows, N) array; bounds memory for large pools and N
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k: chance that k of n samples, drawn without replacement, hold a correct one.
-
-    1 - C(n-c, k) / C(n, k), computed as a product (Chen et al. 2021, "Codex") so that large n
-    neither overflows nor loses precision.
-
-    Args:
-        n: samples in the pool. c: correct samples among them. k: samples drawn.
-    """
-    if not 0 <= c <= n:
-        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
-    if not 1 <= k <= n:
-        raise ValueError(f"need 1 <= k <= n, got n={n}, k={k}")
-    if n - c < k:
-        return 1.0  # every k-subset must contain a correct sample
-    # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i)
-    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
 def all_subsets(m: int, n: int) -> np.ndarray:

@@ -27,3 +27,22 @@ def auroc(scores, labels) -> float:
     ranks[order] = np.repeat(mid, counts)
     u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k: chance that k of n samples, drawn without replacement, hold a correct one.
+
+    1 - C(n-c, k) / C(n, k), computed as a product (Chen et al. 2021, "Codex") so that large n
+    neither overflows nor loses precision.
+
+    Args:
+        n: samples in the pool. c: correct samples among them. k: samples drawn.
+    """
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got n={n}, k={k}")
+    if n - c < k:
+        return 1.0  # every k-subset must contain a correct sample
+    # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i)
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))

@@ -14,6 +14,12 @@ Pooling over a step (``EmbedConfig.pooling``):
     ``"last"``   the state at the step's last token (its separator);
     ``"prefix"`` mean over every token up to the step's end (the reference spec's pooling).
 
+Context (``EmbedConfig.context``): ``"prefix"`` (the default) runs each step with the question and
+earlier steps before it; ``"none"`` runs each step on its own, so every distinct step text is
+embedded once however many solutions share it. ``"none"`` is far cheaper on large candidate
+pools, and the head's attention over steps still sees the earlier steps; but the vectors no
+longer carry the question, so use it knowingly (the demo does, and says so).
+
 Contexts longer than the model allows are cut from the left (the current step kept; a single step
 longer than the window keeps its last tokens) and counted in ``EmbedStats.truncated_steps``.
 """
@@ -35,6 +41,7 @@ from prmkit.errors import PrmkitError
 POOLINGS = ("step", "last", "prefix")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MODES = ("auto", "per_prefix", "single_pass")
+CONTEXTS = ("prefix", "none")
 
 
 def _minilm_path() -> Path:
@@ -61,6 +68,7 @@ class EmbedConfig:
     dtype: str = "float32"  # "bfloat16" runs the forward pass under CPU autocast
     separator: str = "\n\n"
     mode: str = "auto"  # "auto": single pass for causal LMs, per prefix otherwise
+    context: str = "prefix"  # "none": each step embedded on its own
     batch_tokens: int = 8192  # padded tokens per forward batch
     truncation: str = "left"  # or "error"
 
@@ -71,6 +79,8 @@ class EmbedConfig:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
         if self.truncation not in ("left", "error"):
             raise ValueError(f"truncation must be 'left' or 'error', got {self.truncation!r}")
         if self.batch_tokens < 1:
@@ -95,6 +105,7 @@ class EmbedStats:
     real_tokens: int = 0
     padded_tokens: int = 0
     truncated_steps: int = 0
+    shared_rows: int = 0  # rows identical to another row of the same call, computed once
 
     def add(self, other: "EmbedStats") -> None:
         for name, value in asdict(other).items():
@@ -166,6 +177,7 @@ class Backbone:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._model = None
         self._fingerprint = None
+        self._piece_ids: dict[str, list[int]] = {}  # questions and steps recur across a pool
 
     @property
     def fingerprint(self) -> dict:
@@ -178,6 +190,7 @@ class Backbone:
                 "max_length": self.max_length,
                 "dtype": self.config.dtype,
                 "separator": self.config.separator,
+                "context": self.config.context,
                 "single_pass": self.single_pass,
                 "truncation": self.config.truncation,
                 "hidden_size": self.hidden_size,
@@ -201,13 +214,24 @@ class Backbone:
         return self._model
 
     def tokenize(self, question: str, steps: list[str]) -> StepTokens:
-        return tokenize_steps(self.tokenizer, question, steps, self.config.separator)
+        sep = self.config.separator
+        pieces = [question + sep] + [step + sep for step in steps]
+        new = [p for p in dict.fromkeys(pieces) if p not in self._piece_ids]
+        if new:
+            if len(self._piece_ids) > 1_000_000:
+                self._piece_ids.clear()
+            self._piece_ids.update(zip(new, self.tokenizer(new, add_special_tokens=False)["input_ids"]))
+        return tokenize_steps(self._piece_ids.__getitem__, question, steps, sep)
 
     def jobs(self, traj: int, tokens: StepTokens) -> tuple[list[Job], int]:
         """Forward-pass rows for one trajectory, and how many of its steps were truncated."""
         pre, suf = self.prefix_ids, self.suffix_ids
         room = self.max_length - len(pre) - len(suf)
         ids, starts, ends = tokens.ids, tokens.starts, tokens.ends
+        if self.config.context == "none":
+            return [self._alone(traj, t, ids[s:e], pre, suf, room)
+                    for t, (s, e) in enumerate(zip(starts, ends))], \
+                sum(e - s > room for s, e in zip(starts, ends))
         if self.single_pass and ends[-1] <= room:
             spans = [(t, len(pre) + s, len(pre) + e) for t, (s, e) in enumerate(zip(starts, ends))]
             return [Job(traj, pre + list(ids), spans)], 0
@@ -232,23 +256,47 @@ class Backbone:
                             [(t, len(pre) + start, len(pre) + ends[t] - offset)]))
         return jobs, truncated
 
+    @staticmethod
+    def _alone(traj: int, step: int, step_ids, pre, suf, room: int) -> Job:
+        step_ids = list(step_ids[-room:])
+        return Job(traj, pre + step_ids + suf, [(step, len(pre), len(pre) + len(step_ids))])
+
     @torch.no_grad()
-    def forward(self, jobs: list[Job]) -> tuple[list[np.ndarray], EmbedStats]:
-        """Run jobs in length-sorted, token-budgeted batches; return each job's (n_spans, H)."""
+    def forward(self, jobs: list[Job], memo: dict | None = None) -> tuple[list[np.ndarray], EmbedStats]:
+        """Run jobs in length-sorted, token-budgeted batches; return each job's (n_spans, H).
+
+        Solutions sampled for one question share prefixes (and steps): each distinct row runs
+        once. ``memo`` carries finished rows across calls (the pipeline passes one per run).
+        """
         stats = EmbedStats()
-        out: list[np.ndarray | None] = [None] * len(jobs)
-        order = sorted(range(len(jobs)), key=lambda i: len(jobs[i].input_ids))
+        memo = {} if memo is None else memo
+        unique: dict[tuple, int] = {}
+        rows: list[Job] = []
+        job_row: list[tuple] = []
+        for job in jobs:
+            key = (tuple(job.input_ids), tuple((s, e) for _, s, e in job.spans))
+            if key not in memo and key not in unique:
+                unique[key] = len(rows)
+                rows.append(job)
+            job_row.append(key)
+        stats.shared_rows += len(jobs) - len(rows)
+        results: list[np.ndarray | None] = [None] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
         batch: list[int] = []
         for i in order + [None]:
             if i is not None:
-                width = len(jobs[i].input_ids)
+                width = len(rows[i].input_ids)
                 if not batch or width * (len(batch) + 1) <= self.config.batch_tokens:
                     batch.append(i)
                     continue
             if batch:
-                for j, pooled in zip(batch, self._run_batch([jobs[j] for j in batch], stats)):
-                    out[j] = pooled
+                for j, pooled in zip(batch, self._run_batch([rows[j] for j in batch], stats)):
+                    results[j] = pooled
             batch = [i] if i is not None else []
+        out = [results[unique[key]] if key in unique else memo[key] for key in job_row]
+        if len(memo) > 200_000:  # bound memory on very large runs; only reuse is lost
+            memo.clear()
+        memo.update((key, results[i]) for key, i in unique.items())
         return out, stats
 
     def _run_batch(self, jobs: list[Job], stats: EmbedStats) -> list[np.ndarray]:

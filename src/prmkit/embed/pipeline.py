@@ -36,6 +36,7 @@ def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
         if (cache is None or key not in cache) and key not in todo:
             todo[key] = i
     stats = EmbedStats()
+    memo: dict = {}  # rows shared across chunks (common prefixes, repeated steps) run once
     computed: dict[str, np.ndarray] = {}
     todo_items = list(todo.items())
     started = time.perf_counter()
@@ -48,7 +49,7 @@ def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
             traj_jobs, truncated = backbone.jobs(i, tokens[i])
             jobs.extend(traj_jobs)
             stats.truncated_steps += truncated
-        pooled, batch_stats = backbone.forward(jobs)
+        pooled, batch_stats = backbone.forward(jobs, memo)
         stats.add(batch_stats)
         per_traj = {i: np.zeros((tokens[i].num_steps, backbone.hidden_size), np.float32)
                     for _, i in chunk}

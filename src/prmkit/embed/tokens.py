@@ -13,6 +13,7 @@ A step's span is its own tokens, separator included; its *end* is the last of th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from prmkit.errors import DataError
 
@@ -37,10 +38,14 @@ class StepTokens:
         return len(self.ends)
 
 
-def tokenize_steps(tokenizer, question: str, steps: list[str], separator: str) -> StepTokens:
-    """Tokenize the question and each step separately (separator appended) and concatenate."""
+def tokenize_steps(encode, question: str, steps: list[str], separator: str) -> StepTokens:
+    """Tokenize the question and each step separately (separator appended) and concatenate.
+
+    ``encode`` maps one text to its ids without special tokens (``plain_ids(tokenizer)``, or
+    a memo in front of it).
+    """
     pieces = [question + separator] + [step + separator for step in steps]
-    encoded = tokenizer(pieces, add_special_tokens=False)["input_ids"]
+    encoded = [encode(piece) for piece in pieces]
     ids: list[int] = list(encoded[0])
     if not ids:
         raise DataError("the question produces no tokens", field="question")
@@ -51,6 +56,11 @@ def tokenize_steps(tokenizer, question: str, steps: list[str], separator: str) -
         ids.extend(piece_ids)
         ends.append(len(ids))
     return StepTokens(ids=tuple(ids), question_len=len(encoded[0]), ends=tuple(ends))
+
+
+def plain_ids(tokenizer) -> Callable[[str], list[int]]:
+    """A Hugging Face tokenizer as a text -> ids function, without special tokens."""
+    return lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
