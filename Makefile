@@ -1,4 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
+#   make demo   install into .venv, then run the demo on the embedded default (offline)
 #   make test   install into .venv, then run the test suite
 # torch is installed first and pinned: a bare `torch` requirement can pull a multi-GB CUDA build.
 
@@ -7,7 +8,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: install test test-all clean
+.PHONY: install test test-all demo clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ test: install
 
 test-all: install
 	$(BIN)/python -m pytest -m ""
+
+demo: install
+	$(BIN)/prmkit demo --out runs/demo
 
 clean:
 	rm -rf $(VENV) runs

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from prmkit.model import PRMConfig
-from prmkit.records import Trajectory, read_jsonl
+from prmkit.records import Trajectory
 from prmkit.train import (CHECKPOINT_NAME, SUMMARY_NAME, TrainConfig, split_by_question, train,
                           training_labels)
 from prmkit.workflows import embed_data
@@ -54,7 +54,7 @@ def test_training_learns_and_is_reproducible(tmp_path):
     config = TrainConfig(epochs=15, batch_size=8, lr=3e-3, val_fraction=0.25, patience=15)
     model_config = PRMConfig(input_dim=8, **HEAD)
     s1 = train(data, feats, model_config, config, tmp_path / "a", progress=False)
-    s2 = train(data, feats, model_config, config, tmp_path / "b", progress=False)
+    train(data, feats, model_config, config, tmp_path / "b", progress=False)
     w1, w2 = load_file(tmp_path / "a/model.safetensors"), load_file(tmp_path / "b/model.safetensors")
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     assert s1["val_step_auroc"] > 0.9  # dimension 0 gives wrong steps away

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -31,9 +34,25 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def jsonable(obj):
+    """Plain JSON values: numpy numbers become Python ones, and NaN or infinite figures (an
+    AUROC with one class present, say) become null, since JSON has no NaN."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_open(path) as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
+        json.dump(jsonable(obj), f, indent=2, sort_keys=True, allow_nan=False)
         f.write("\n")
 
 

@@ -13,6 +13,8 @@ import sys
 from prmkit.embed import EmbedConfig, describe
 from prmkit.embed.backbone import DTYPES, POOLINGS
 from prmkit.errors import PrmkitError
+from prmkit._io import jsonable
+from prmkit.demo import DemoConfig
 from prmkit.train import TrainConfig
 
 
@@ -112,6 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="JSONL of trajectories")
     _add_embed_args(p)
     _add_common(p)
+    p = sub.add_parser("demo", help="the whole loop on the built-in synthetic world: train a PRM, "
+                       "an ORM and content-free baselines, report best-of-N with intervals",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="runs/demo", help="folder for report.md, results.json, "
+                   "bestofn.png and the trained heads")
+    dd = DemoConfig()
+    p.add_argument("--train-problems", type=int, default=dd.train_problems)
+    p.add_argument("--train-pool", type=int, default=dd.train_pool,
+                   help="candidates per training problem")
+    p.add_argument("--test-problems", type=int, default=dd.test_problems,
+                   help="held-out problems")
+    p.add_argument("--test-pool", type=int, default=dd.test_pool,
+                   help="candidates per held-out problem (M; accuracy at N averages N-subsets)")
+    p.add_argument("--ns", type=int, nargs="+", default=list(dd.ns), help="values of N")
+    p.add_argument("--seed", type=int, default=dd.seed)
+    p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
+    _add_common(p)
     return parser
 
 
@@ -175,7 +194,21 @@ def cmd_embed(args) -> dict:
     return report
 
 
-COMMANDS = {"train": cmd_train, "score": cmd_score, "embed": cmd_embed}
+def cmd_demo(args) -> dict:
+    from prmkit.demo import run_demo
+
+    config = _config(DemoConfig, train_problems=args.train_problems, train_pool=args.train_pool,
+                     test_problems=args.test_problems, test_pool=args.test_pool,
+                     ns=tuple(args.ns), seed=args.seed)
+    results = run_demo(args.out, config, args.cache, progress=not args.no_progress)
+    if not args.json:
+        print(results.pop("report"))
+        return {}
+    results.pop("report")
+    return results
+
+
+COMMANDS = {"train": cmd_train, "score": cmd_score, "embed": cmd_embed, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     if args.json and result:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(jsonable(result), indent=2))
     return 0
 
 

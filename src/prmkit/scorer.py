@@ -49,16 +49,21 @@ class PRM:
             trajectories, self.backbone, self.cache, progress=progress)
         return self.score_features(features)
 
-    @torch.no_grad()
     def score_features(self, features: list[np.ndarray]) -> list[StepScores]:
-        """Per-step probabilities from precomputed step embeddings, in batches."""
-        out: list[StepScores] = []
-        for start in range(0, len(features), self.batch_size):
-            rows = list(range(start, min(start + self.batch_size, len(features))))
-            batch = collate(features, None, rows)
-            probs = torch.sigmoid(self.head(batch["features"], batch["step_mask"]))  # (B, T)
-            out.extend(probs[r, :len(features[i])].tolist() for r, i in enumerate(rows))
-        return out
+        return score_features(self.head, features, self.batch_size)
+
+
+@torch.no_grad()
+def score_features(head: PRMHead, features: list[np.ndarray], batch_size: int = 64) -> list[StepScores]:
+    """Per-step probabilities from precomputed step embeddings, in batches."""
+    head.eval()
+    out: list[StepScores] = []
+    for start in range(0, len(features), batch_size):
+        rows = list(range(start, min(start + batch_size, len(features))))
+        batch = collate(features, None, rows)
+        probs = torch.sigmoid(head(batch["features"], batch["step_mask"]))  # (B, T)
+        out.extend(probs[r, :len(features[i])].tolist() for r, i in enumerate(rows))
+    return out
 
 
 def aggregate_all(step_probs: list[StepScores], aggregations=tuple(AGGREGATIONS)) -> dict[str, list[float]]:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from prmkit._io import atomic_save, write_json
+from prmkit._io import atomic_save, jsonable, write_json
 from prmkit.errors import PrmkitError
 from prmkit.losses import masked_bce
 from prmkit.metrics import auroc
@@ -252,16 +252,5 @@ def train(trajectories: list[Trajectory], features: list[np.ndarray], model_conf
         val = evaluate(model, features, labels, val_idx, config.batch_size)
         summary.update(val_loss=val["loss"], val_step_auroc=val["step_auroc"])
     summary["train_loss"] = evaluate(model, features, labels, train_idx, config.batch_size)["loss"]
-    write_json(out_dir / SUMMARY_NAME, _finite(summary))
-    return _finite(summary)
-
-
-def _finite(obj):
-    """JSON has no NaN: an undefined figure (AUROC with one class) is written as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
+    write_json(out_dir / SUMMARY_NAME, summary)
+    return jsonable(summary)

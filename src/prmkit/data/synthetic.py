@@ -47,11 +47,9 @@ from __future__ import annotations
 import math
 import random
 import re
-import statistics
-from collections import Counter
 from dataclasses import dataclass, field
 
-from prmkit.metrics import pass_at_k
+from prmkit.data import pools as pools_lib
 from prmkit.records import Label, Trajectory
 
 ERROR_KINDS = ("arithmetic", "wrong_operand", "wrong_operation", "skipped_step", "false_claim")
@@ -1014,74 +1012,9 @@ def make_world(n_problems: int, pool_size: int, seed: int, config: WorldConfig |
 
 # --- pool statistics -----------------------------------------------------------------------------
 
-def majority_correct(answers: list[str], reference: str) -> float:
-    """1 if ``reference`` is the most common answer, 1/t if it ties with t-1 others (a random
-    tie-break, in expectation), else 0.
-
-    >>> majority_correct(["3", "3", "5", "5", "7"], "3")
-    0.5
-    """
-    counts = Counter(answers)
-    top = max(counts.values())
-    winners = [a for a, c in counts.items() if c == top]
-    return 1.0 / len(winners) if reference in winners else 0.0
-
-
 def pool_stats(pools: list[Pool], k: int = 16) -> dict[str, float]:
-    """Shape of the pools, comparable with ``REAL_RANGES``.
-
-    Keys: ``accuracy`` (per sample), ``process_correct`` (share with no wrong step),
-    ``mean_distinct_answers`` (per pool), ``top_wrong_share`` (share of a pool's wrong answers
-    that are its most common wrong answer, over pools with >= 2 wrong answers),
-    ``right_answer_given_wrong_step`` and ``right_answer_wrong_process`` (right answer with a wrong
-    step, among trajectories with a wrong step and among all), ``median_first_error_position``
-    (first wrong step index / number of steps), ``majority_at_k`` (over disjoint groups of k in
-    each pool, ties split), ``majority_gain`` (majority_at_k - accuracy), ``pass_at_k`` (unbiased)
-    and ``k``. ``k`` is capped at the smallest pool.
-    """
-    if not pools:
-        raise ValueError("pool_stats needs at least one pool")
-    k = min(k, min(len(p.trajectories) for p in pools))
-    n_total = n_right = n_process = n_wrong_step = n_rawp = 0
-    distinct, top_share, majority, passes, positions = [], [], [], [], []
-    for pool in pools:
-        ts = pool.trajectories
-        reference = str(pool.problem.answer)
-        answers = [t.answer for t in ts]
-        right = sum(t.outcome for t in ts)
-        n_total += len(ts)
-        n_right += right
-        distinct.append(len(set(answers)))
-        wrong = Counter(a for a in answers if a != reference)
-        if sum(wrong.values()) >= 2:
-            top_share.append(max(wrong.values()) / sum(wrong.values()))
-        for t in ts:
-            fe = t.meta["first_error"]
-            if fe < 0:
-                n_process += 1
-            else:
-                n_wrong_step += 1
-                n_rawp += t.outcome
-                positions.append(fe / t.num_steps)
-        groups = [answers[s:s + k] for s in range(0, len(answers) - k + 1, k)]
-        majority.append(sum(majority_correct(g, reference) for g in groups) / len(groups))
-        passes.append(pass_at_k(len(ts), right, k))
-    accuracy = n_right / n_total
-    majority_at_k = sum(majority) / len(majority)
-    return {
-        "accuracy": accuracy,
-        "process_correct": n_process / n_total,
-        "mean_distinct_answers": sum(distinct) / len(distinct),
-        "top_wrong_share": sum(top_share) / len(top_share) if top_share else float("nan"),
-        "right_answer_given_wrong_step": n_rawp / n_wrong_step if n_wrong_step else float("nan"),
-        "right_answer_wrong_process": n_rawp / n_total,
-        "median_first_error_position": statistics.median(positions) if positions
-        else float("nan"),
-        "majority_at_k": majority_at_k,
-        "majority_gain": majority_at_k - accuracy,
-        "pass_at_k": sum(passes) / len(passes),
-        "k": float(k),
-    }
+    """``prmkit.data.pools.pool_stats`` over the world's pools (see there for the keys)."""
+    return pools_lib.pool_stats([p.trajectories for p in pools], k)
 
 
 def format_comparison(stats: dict[str, float],

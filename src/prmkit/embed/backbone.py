@@ -27,9 +27,7 @@ longer than the window keeps its last tokens) and counted in ``EmbedStats.trunca
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np

@@ -18,7 +18,7 @@ StepFeatures = np.ndarray  # (num_steps, H) float16
 
 def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
                        cache: EmbeddingCache | None = None, progress: bool = True,
-                       shard_trajectories: int = 256) -> tuple[list[StepFeatures], dict]:
+                       shard_trajectories: int = 2048) -> tuple[list[StepFeatures], dict]:
     """One (num_steps, H) float16 array per trajectory, and a report of the work done.
 
     With a cache, only trajectories whose content is not cached are run through the model, in
