@@ -59,3 +59,32 @@ def test_bad_option_value_exits_2(tmp_path, small_jsonl, capsys):
 def test_scoring_with_a_model_folder_that_is_not_one(tmp_path, small_jsonl, capsys):
     assert main(["score", str(tmp_path), str(small_jsonl)]) == 2
     assert "is not a saved prmkit model" in capsys.readouterr().err
+
+
+def test_data_synthetic_then_stats_reports_pools(tmp_path, capsys):
+    out = tmp_path / "pools.jsonl"
+    assert main(["data", "synthetic", "--out", str(out), "--problems", "20", "--pool", "8"]) == 0
+    assert "wrote 160 trajectories" in capsys.readouterr().out
+    assert main(["data", "stats", str(out), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["items"] == 160 and stats["pools"]["count"] == 20
+    assert 0.0 < stats["pools"]["accuracy"] < 1.0 and stats["pools"]["k"] == 8.0
+
+
+def test_data_overlap_and_convert(tmp_path, small_jsonl, capsys):
+    other = tmp_path / "other.jsonl"
+    lines = small_jsonl.read_text().splitlines()
+    other.write_text(lines[0] + "\n" + '{"question": "Something else?", "steps": ["a"]}\n')
+    assert main(["data", "overlap", str(other), str(small_jsonl), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overlap"] == 1
+    trl = tmp_path / "trl.jsonl"
+    assert main(["data", "convert", str(small_jsonl), str(trl), "--from", "jsonl", "--to",
+                 "trl", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["read"] == 24 and len(trl.read_text().splitlines()) == 24
+
+
+def test_data_convert_to_a_read_only_format_exits_2(tmp_path, small_jsonl, capsys):
+    assert main(["data", "convert", str(small_jsonl), str(tmp_path / "x"), "--from", "jsonl",
+                 "--to", "prm800k"]) == 2
+    assert "read-only" in capsys.readouterr().err

@@ -114,6 +114,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="JSONL of trajectories")
     _add_embed_args(p)
     _add_common(p)
+    p = sub.add_parser("data", help="convert, describe and generate step-labelled data")
+    data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    formats = ["jsonl", "prm800k", "math-shepherd", "trl", "processbench", "champ"]
+    q = data.add_parser("convert", help="read one format, write another",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("source", help="file, folder, or Hugging Face dataset name (needs network)")
+    q.add_argument("dest", help="output file (written atomically)")
+    q.add_argument("--from", dest="src_format", choices=formats, required=True)
+    q.add_argument("--to", dest="dst_format", choices=formats, default="jsonl")
+    q.add_argument("--split", default=None, help="split, for hub data sets")
+    _add_common(q)
+    q = data.add_parser("stats", help="items, steps, label balance, step lengths, too-coarse and "
+                        "too-fine steps; candidate-pool statistics when questions repeat",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("source")
+    q.add_argument("--format", choices=formats, default="jsonl")
+    q.add_argument("--split", default=None)
+    _add_common(q)
+    q = data.add_parser("overlap", help="questions of A that also appear in B (after "
+                        "normalisation): check evaluation data against training data",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("a")
+    q.add_argument("b")
+    q.add_argument("--format-a", choices=formats, default="jsonl")
+    q.add_argument("--format-b", choices=formats, default="jsonl")
+    q.add_argument("--show", type=int, default=10, help="list at most this many questions")
+    _add_common(q)
+    q = data.add_parser("synthetic", help="write pools of the built-in synthetic world as JSONL",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("--out", required=True)
+    q.add_argument("--problems", type=int, default=300)
+    q.add_argument("--pool", type=int, default=64, help="candidates per problem")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--label-policy", choices=("first_error", "value"), default="first_error",
+                   help="first_error: unlabelled after the first wrong step (PRM800K); value: "
+                        "every later step labelled wrong")
+    _add_common(q)
+
     p = sub.add_parser("demo", help="the whole loop on the built-in synthetic world: train a PRM, "
                        "an ORM and content-free baselines, report best-of-N with intervals",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -194,6 +232,70 @@ def cmd_embed(args) -> dict:
     return report
 
 
+def cmd_data(args) -> dict:
+    from prmkit.data import formats
+
+    if args.data_command == "convert":
+        summary = formats.convert(args.src_format, args.source, args.dst_format, args.dest,
+                                  split=args.split)
+        if not args.json:
+            print(f"read {summary['read']} trajectories from {args.source}; wrote {args.dest}")
+            for key, value in summary.items():
+                if key != "read":
+                    print(f"  {key}: {value}")
+        return summary
+    if args.data_command == "stats":
+        from prmkit.data.pools import group_pools, pool_stats
+
+        trajectories = formats.load(args.format, args.source, args.split)
+        result = formats.stats(trajectories)
+        pools = [p for p in group_pools(trajectories)
+                 if len(p) >= 2 and all(t.outcome is not None for t in p)]
+        if pools:
+            result["pools"] = {"count": len(pools), **pool_stats(pools)}
+        if not args.json:
+            _print_stats(result)
+        return result
+    if args.data_command == "overlap":
+        a = formats.load(args.format_a, args.a)
+        b = formats.load(args.format_b, args.b)
+        found = formats.overlap(a, b)
+        n_a = len({t.question for t in a})
+        if not args.json:
+            print(f"{len(found)} of {n_a} questions of {args.a} also appear in {args.b}")
+            for question in found[:args.show]:
+                print(f"  {question[:100]!r}")
+        return {"overlap": len(found), "questions_a": n_a, "questions": found}
+    from prmkit.data import synthetic
+    from prmkit.records import write_jsonl
+
+    config = _config(synthetic.WorldConfig, label_policy=args.label_policy)
+    world = synthetic.make_world(args.problems, args.pool, args.seed, config)
+    n = write_jsonl(args.out, [t for p in world for t in p.trajectories])
+    if not args.json:
+        print(f"wrote {n} trajectories ({args.problems} problems x {args.pool}) to {args.out}")
+    return {"trajectories": n, "out": args.out}
+
+
+def _print_stats(result: dict) -> None:
+    from prmkit.data.synthetic import format_comparison
+
+    print(f"items {result['items']}, steps {result['steps']}")
+    for key in ("steps_per_item", "step_chars", "step_words"):
+        d = result[key]
+        print(f"  {key:<15} mean {d['mean']:.1f}  median {d['median']:.1f}  p90 {d['p90']:.1f}")
+    print(f"  labels          {result['labels']}")
+    print(f"  label kinds     {result['label_kinds']}")
+    print(f"  outcomes        {result['outcomes']}")
+    print(f"  coarse steps    {result['coarse_steps']} (several claims in one step)")
+    print(f"  fine steps      {result['fine_steps']} (a few words)")
+    if "pools" in result:
+        pools = dict(result["pools"])
+        print(f"candidate pools: {pools.pop('count')} questions with several solutions")
+        for line in format_comparison(pools):
+            print("  " + line)
+
+
 def cmd_demo(args) -> dict:
     from prmkit.demo import run_demo
 
@@ -208,7 +310,8 @@ def cmd_demo(args) -> dict:
     return results
 
 
-COMMANDS = {"train": cmd_train, "score": cmd_score, "embed": cmd_embed, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "score": cmd_score, "embed": cmd_embed, "data": cmd_data,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

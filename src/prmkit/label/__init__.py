@@ -1,0 +1,1 @@
+"""Labelling: judging outcomes (and, later, automatic step labels)."""
