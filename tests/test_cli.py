@@ -88,3 +88,46 @@ def test_data_convert_to_a_read_only_format_exits_2(tmp_path, small_jsonl, capsy
     assert main(["data", "convert", str(small_jsonl), str(tmp_path / "x"), "--from", "jsonl",
                  "--to", "prm800k"]) == 2
     assert "read-only" in capsys.readouterr().err
+
+
+def test_killed_embed_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    import os
+    import signal
+    import time
+
+    import numpy as np
+
+    from conftest import make_rows
+    from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, embed_trajectories
+    from prmkit.records import Trajectory
+
+    data = tmp_path / "data.jsonl"
+    rows = make_rows(30)  # 90 trajectories, 9 shards of 10
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "prmkit.cli", "embed", str(data), "--cache", str(cache),
+           "--shard-size", "10", "--no-progress", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(cache.glob("*/shard-*.json")):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    done = sum(len(json.loads(m.read_text())["entries"]) for m in cache.glob("*/shard-*.json"))
+    assert 10 <= done < 90  # killed part way, after at least one complete shard
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert (report["cached"], report["computed"]) == (done, 90 - done)  # nothing redone
+
+    backbone = Backbone(EmbedConfig())
+    trajectories = [Trajectory.from_dict(r) for r in rows]
+    fresh = EmbeddingCache(tmp_path / "fresh", backbone.fingerprint)
+    reference, _ = embed_trajectories(trajectories, backbone, fresh, progress=False,
+                                      shard_trajectories=10)
+    resumed_cache = EmbeddingCache(cache, backbone.fingerprint)
+    again, r = embed_trajectories(trajectories, backbone, resumed_cache, progress=False)
+    assert r["computed"] == 0
+    for a, b in zip(reference, again):
+        np.testing.assert_array_equal(a, b)

@@ -122,3 +122,20 @@ def test_single_pass_equals_per_prefix_on_causal_models(tmp_path, minilm, model_
     assert (rows_a, rows_b) == (2, 4)  # one row per solution vs one per step
     for x, y in zip(a, b):
         assert np.abs(x - y).max() <= 1e-5 * np.abs(y).max()
+
+
+def test_batches_are_sorted_within_budget_and_mostly_real_tokens(minilm):
+    # lengths 10 10 11 | 20 21 | 100: adding 20 to the first batch would pad it to 4 x 20 = 80
+    # for 51 real tokens (0.64 < 0.9); adding 100 to [20, 21] gives 141 real in 300 padded.
+    assert minilm.plan_batches([10, 10, 11, 20, 21, 100]) == [[0, 1, 2], [3, 4], [5]]
+    small = minilm.with_layer(-1)
+    small.config = EmbedConfig(batch_tokens=30)
+    assert small.plan_batches([10, 10, 10, 10]) == [[0, 1, 2], [3]]  # 4 x 10 > 30
+
+
+def test_with_layer_shares_the_model_and_checks_the_index(minilm):
+    other = minilm.with_layer(3)
+    assert other.config.layer == 3 and other.fingerprint["layer"] == 3
+    assert minilm.fingerprint["layer"] == -1 and other.tokenizer is minilm.tokenizer
+    with pytest.raises(PrmkitError, match="layer 7 does not exist: the backbone has 6 layers"):
+        minilm.with_layer(7)

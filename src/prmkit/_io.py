@@ -17,21 +17,36 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file next to ``path``; on clean exit it replaces ``path``."""
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A temporary filename beside ``path``; on clean exit it is fsynced and renamed over
+    ``path``, on error removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
+        yield tmp
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on clean exit it replaces ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+
+
+def atomic_save(path: str | os.PathLike, save_fn) -> None:
+    """Call ``save_fn(tmp_path)`` (a library writer that wants a filename), then rename."""
+    with atomic_path(path) as tmp:
+        save_fn(tmp)
 
 
 def jsonable(obj):
@@ -54,20 +69,3 @@ def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_open(path) as f:
         json.dump(jsonable(obj), f, indent=2, sort_keys=True, allow_nan=False)
         f.write("\n")
-
-
-def atomic_save(path: str | os.PathLike, save_fn) -> None:
-    """Call ``save_fn(tmp_path)`` (a library writer that wants a filename), then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_fn(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

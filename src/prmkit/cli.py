@@ -26,7 +26,12 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pooling", choices=POOLINGS, default="step",
                    help="step: mean of the step's tokens in context (default); last: the state "
                         "at the step's last token; prefix: mean over the whole prefix")
-    g.add_argument("--layer", type=int, default=-1, help="hidden-state index (default: -1, last)")
+    g.add_argument("--layer", type=int, default=None,
+                   help="hidden-state index, -1 the last (default: the backbone's measured "
+                        "default, else the last)")
+    g.add_argument("--context", choices=("prefix", "none"), default="prefix",
+                   help="prefix: each step with the question and earlier steps; none: each step "
+                        "on its own (cheap on large pools, but the vector lacks the question)")
     g.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     g.add_argument("--max-length", type=int, default=None,
                    help="context limit in tokens (default: the backbone's); longer contexts are "
@@ -47,7 +52,8 @@ def _config(cls, **kwargs):
 
 def _embed_config(args) -> EmbedConfig:
     return _config(EmbedConfig, backbone=args.backbone, pooling=args.pooling, layer=args.layer,
-                       dtype=args.dtype, max_length=args.max_length)
+                   dtype=args.dtype, max_length=args.max_length,
+                   context=args.context)
 
 
 def _cache_dir(args):
@@ -109,9 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true")
     _add_common(p)
 
-    p = sub.add_parser("embed", help="embed every step of a JSONL into the cache",
+    p = sub.add_parser("embed", help="embed every step of a JSONL into the cache (resumable); "
+                       "with --layers, compare layers for a PRM",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("data", help="JSONL of trajectories")
+    p.add_argument("--shard-size", type=int, default=2048,
+                   help="trajectories per cache shard: an interrupted run loses at most one")
+    p.add_argument("--layers", type=int, nargs="+", default=None,
+                   help="compare these layers: embed each, train a small head per layer with 3 "
+                        "seeds, report validation step AUROC (needs labelled data)")
     _add_embed_args(p)
     _add_common(p)
     p = sub.add_parser("data", help="convert, describe and generate step-labelled data")
@@ -223,10 +235,22 @@ def cmd_score(args) -> dict:
 
 
 def cmd_embed(args) -> dict:
-    from prmkit.workflows import embed_data
+    from prmkit.workflows import compare_layers, embed_data
 
-    _, _, report = embed_data(args.data, _embed_config(args), _cache_dir(args),
+    if args.shard_size < 1:
+        raise PrmkitError("--shard-size must be positive")
+    config = _embed_config(args)
+    if args.layers:
+        rows = compare_layers(args.data, config, args.layers, _cache_dir(args),
                               progress=not args.no_progress)
+        if not args.json:
+            print(f"{'layer':>6} {'val step AUROC':>15} {'(std, 3 seeds)':>15} {'val loss':>9}")
+            for r in rows:
+                print(f"{r['layer']:>6} {r['val_step_auroc']:>15.3f} "
+                      f"{r['val_step_auroc_std']:>15.3f} {r['val_loss']:>9.4f}")
+        return {"layers": rows}
+    _, _, report = embed_data(args.data, config, _cache_dir(args), progress=not args.no_progress,
+                              shard_trajectories=args.shard_size)
     if not args.json:
         print(describe(report))
     return report

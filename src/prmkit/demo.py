@@ -118,7 +118,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     step_probs, summaries = {}, {}
     for name, (train_x, test_x, target) in feature_sets.items():
         model_config = PRMConfig(input_dim=train_x[0].shape[1], target=target,
-                                 embed=asdict(config.embed),
+                                 embed=asdict(backbone.config),
                                  backbone_fingerprint=backbone.fingerprint if name in ("PRM", "ORM")
                                  else {"features": name}, **config.head)
         train_config = TrainConfig(**{**asdict(config.train), "target": target,

@@ -36,7 +36,7 @@ LABEL_KINDS = ("correctness", "value")
 FIELDS = ("question", "steps", "labels", "label_kind", "outcome", "answer", "meta")
 
 
-@dataclass
+@dataclass(slots=True)
 class Trajectory:
     """A question and its solution steps, with optional per-step labels.
 

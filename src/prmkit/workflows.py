@@ -33,12 +33,16 @@ def _cache(backbone: Backbone, cache_dir: PathLike | None | bool) -> EmbeddingCa
 
 
 def embed_data(data: PathLike | list[Trajectory], embed: EmbedConfig = EmbedConfig(),
-               cache_dir: PathLike | None = None, progress: bool = True):
-    """Embed (and cache) every step of a data set. Returns (backbone, features, report)."""
+               cache_dir: PathLike | None = None, progress: bool = True,
+               shard_trajectories: int = 2048):
+    """Embed (and cache) every step of a data set. Returns (backbone, features, report).
+
+    Each shard of ``shard_trajectories`` is written as soon as it is done, so an interrupted run
+    started again recomputes nothing already written."""
     trajectories = _trajectories(data)
     backbone = Backbone(embed)
     features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
-                                          progress=progress)
+                                          progress=progress, shard_trajectories=shard_trajectories)
     return backbone, features, report
 
 
@@ -51,26 +55,27 @@ def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers
     (mean and spread over seeds: one seed is noise)."""
     trajectories = _trajectories(data)
     head = head or {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
-    base = Backbone(embed)
+    # One pass reads every layer (their vectors side by side); each layer's slice is then scored.
+    backbone = Backbone(replace(embed, layer=tuple(layers)))
+    features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
+                                          progress=progress)
+    width = backbone.model_hidden_size
     rows = []
-    for layer in layers:
-        backbone = base.with_layer(layer)
-        features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
-                                              progress=progress)
+    for i, layer in enumerate(layers):
+        layer_features = [f[:, i * width:(i + 1) * width] for f in features]
         aurocs, losses = [], []
         for seed in seeds:
-            model_config = PRMConfig(input_dim=backbone.hidden_size, target=config.target,
-                                     embed=asdict(replace(embed, layer=layer)),
-                                     backbone_fingerprint=backbone.fingerprint, **head)
+            model_config = PRMConfig(input_dim=width, target=config.target,
+                                     embed=asdict(replace(embed, layer=layer)), **head)
             with tempfile.TemporaryDirectory() as tmp:
-                # the split is fixed by the config's seed; only initialisation and order vary
-                summary = train(trajectories, features, model_config,
+                # each seed draws its own question split too: the spread covers both
+                summary = train(trajectories, layer_features, model_config,
                                 replace(config, seed=seed), tmp, progress=False)
             aurocs.append(summary.get("val_step_auroc") or float("nan"))
             losses.append(summary.get("val_loss") or float("nan"))
         rows.append({"layer": layer, "val_step_auroc": float(np.mean(aurocs)),
                      "val_step_auroc_std": float(np.std(aurocs)),
-                     "val_loss": float(np.mean(losses)), "embed_seconds": report["seconds"]})
+                     "val_loss": float(np.mean(losses))})
     return rows
 
 
@@ -93,8 +98,8 @@ def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,
     backbone, features, report = embed_data(trajectories, embed, cache_dir, progress)
     try:
         model_config = PRMConfig(input_dim=backbone.hidden_size, target=config.target,
-                                 embed=asdict(embed), backbone_fingerprint=backbone.fingerprint,
-                                 **head)
+                                 embed=asdict(backbone.config),
+                                 backbone_fingerprint=backbone.fingerprint, **head)
     except ValueError as e:
         raise PrmkitError(str(e)) from None
     summary = train(trajectories, features, model_config, config, out_dir, progress=progress,

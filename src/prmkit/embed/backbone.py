@@ -41,6 +41,7 @@ POOLINGS = ("step", "last", "prefix")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MODES = ("auto", "per_prefix", "single_pass")
 CONTEXTS = ("prefix", "none")
+MIN_FILL = 0.9  # least share of real (not padding) tokens in a forward batch
 
 
 def _minilm_path() -> Path:
@@ -60,6 +61,8 @@ def _smollm2_path() -> Path:
 
 # Short names for backbones that ship offline in PyPI packages.
 BACKBONES = {"minilm": _minilm_path, "smollm2": _smollm2_path}
+# The layer read when none is given, where a measurement picked one (see README, "Backbones").
+DEFAULT_LAYERS = {"smollm2": -1}
 
 
 @dataclass
@@ -68,7 +71,10 @@ class EmbedConfig:
 
     backbone: str = "minilm"
     pooling: str = "step"
-    layer: int = -1  # index into the model's hidden states: -1 the last, 0 the input embeddings
+    # Index into the model's hidden states (-1 the last, 0 the input embeddings), or several:
+    # their vectors are concatenated (``compare_layers`` reads many layers in one pass).
+    # None: the backbone's measured default (``DEFAULT_LAYERS``), else the last layer.
+    layer: int | tuple[int, ...] | None = None
     max_length: int | None = None  # None: the model's own limit
     dtype: str = "float32"  # "bfloat16" runs the forward pass under CPU autocast
     separator: str = "\n\n"
@@ -78,6 +84,8 @@ class EmbedConfig:
     truncation: str = "left"  # or "error"
 
     def __post_init__(self):
+        if isinstance(self.layer, list):  # a config read back from JSON
+            self.layer = tuple(self.layer)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.dtype not in DTYPES:
@@ -162,11 +170,16 @@ def resolve_backbone(name: str) -> Path:
                           f"download failed ({type(e).__name__}: {e})") from None
 
 
-def _check_layer(layer: int, num_layers: int) -> None:
-    # hidden_states holds the input embeddings and then one entry per layer
-    if not -(num_layers + 1) <= layer <= num_layers:
-        raise PrmkitError(f"layer {layer} does not exist: the backbone has {num_layers} layers "
-                          f"(use 0..{num_layers}, or -1 for the last)")
+def _layers(layer: int | tuple[int, ...], num_layers: int) -> tuple[int, ...]:
+    layers = layer if isinstance(layer, tuple) else (layer,)
+    if not layers:
+        raise PrmkitError("no layer given")
+    for one in layers:
+        # hidden_states holds the input embeddings and then one entry per layer
+        if not -(num_layers + 1) <= one <= num_layers:
+            raise PrmkitError(f"layer {one} does not exist: the backbone has {num_layers} layers "
+                              f"(use 0..{num_layers}, or -1 for the last)")
+    return layers
 
 
 class Backbone:
@@ -175,13 +188,16 @@ class Backbone:
     def __init__(self, config: EmbedConfig):
         from transformers import AutoConfig, AutoTokenizer
 
+        if config.layer is None:
+            config = replace(config, layer=DEFAULT_LAYERS.get(config.backbone, -1))
         self.config = config
         self.path = resolve_backbone(config.backbone)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         model_config = AutoConfig.from_pretrained(self.path)
-        self.hidden_size = int(model_config.hidden_size)
         self.num_layers = int(model_config.num_hidden_layers)
-        _check_layer(config.layer, self.num_layers)
+        self.model_hidden_size = int(model_config.hidden_size)
+        self.layers = _layers(config.layer, self.num_layers)
+        self.hidden_size = self.model_hidden_size * len(self.layers)  # the step vectors' width
         archs = model_config.architectures or []
         causal = bool(getattr(model_config, "is_decoder", False)) or any(
             a.endswith("ForCausalLM") or "LMHead" in a for a in archs)
@@ -198,11 +214,12 @@ class Backbone:
         self._fingerprint = None
         self._piece_ids: dict[str, list[int]] = {}  # questions and steps recur across a pool
 
-    def with_layer(self, layer: int) -> "Backbone":
-        """The same backbone read at another layer, sharing the loaded model and tokenizer."""
-        _check_layer(layer, self.num_layers)
+    def with_layer(self, layer: int | tuple[int, ...]) -> "Backbone":
+        """The same backbone read at other layers, sharing the loaded model and tokenizer."""
         other = copy.copy(self)
         other.config = replace(self.config, layer=layer)
+        other.layers = _layers(other.config.layer, self.num_layers)
+        other.hidden_size = self.model_hidden_size * len(other.layers)
         other._fingerprint = None
         return other
 
@@ -213,7 +230,8 @@ class Backbone:
             self._fingerprint = {
                 "weights_sha256": weights_sha256(self.path),
                 "pooling": self.config.pooling,
-                "layer": self.config.layer,
+                "layer": self.config.layer if isinstance(self.config.layer, int)
+                else list(self.config.layer),
                 "max_length": self.max_length,
                 "dtype": self.config.dtype,
                 "separator": self.config.separator,
@@ -308,38 +326,56 @@ class Backbone:
             job_row.append(key)
         stats.shared_rows += len(jobs) - len(rows)
         results: list[np.ndarray | None] = [None] * len(rows)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i].input_ids))
-        batch: list[int] = []
-        for i in order + [None]:
-            if i is not None:
-                width = len(rows[i].input_ids)
-                if not batch or width * (len(batch) + 1) <= self.config.batch_tokens:
-                    batch.append(i)
-                    continue
-            if batch:
-                for j, pooled in zip(batch, self._run_batch([rows[j] for j in batch], stats)):
-                    results[j] = pooled
-            batch = [i] if i is not None else []
+        for batch in self.plan_batches([len(r.input_ids) for r in rows]):
+            for j, pooled in zip(batch, self._run_batch([rows[j] for j in batch], stats)):
+                results[j] = pooled
         out = [results[unique[key]] if key in unique else memo[key] for key in job_row]
         if len(memo) > 200_000:  # bound memory on very large runs; only reuse is lost
             memo.clear()
         memo.update((key, results[i]) for key, i in unique.items())
         return out, stats
 
-    def _run_batch(self, jobs: list[Job], stats: EmbedStats) -> list[np.ndarray]:
-        lengths = torch.tensor([len(j.input_ids) for j in jobs])
+    def plan_batches(self, lengths: list[int]) -> list[list[int]]:
+        """Group rows (by index) into batches: sorted by length, each batch's padded size (rows x
+        longest) within ``batch_tokens`` and at least ``MIN_FILL`` of it real tokens. On a CPU a
+        small batch costs little throughput, while padding costs its full share."""
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        real = 0
+        for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+            padded = lengths[i] * (len(batch) + 1)  # rows are sorted: the new row is the longest
+            if batch and (padded > self.config.batch_tokens
+                          or real + lengths[i] < MIN_FILL * padded):
+                batches.append(batch)
+                batch, real = [], 0
+            batch.append(i)
+            real += lengths[i]
+        if batch:
+            batches.append(batch)
+        return batches
+
+    def pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids (B, L) and the attention mask (B, L), built from lengths: some
+        tokenizers pad with EOS, so ``ids != pad_id`` would mask real tokens."""
+        lengths = torch.tensor([len(r) for r in rows])
         width = int(lengths.max())
-        ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
-        for row, job in enumerate(jobs):
-            ids[row, :len(job.input_ids)] = torch.tensor(job.input_ids)
-        # Masks come from lengths: some tokenizers pad with EOS, so `ids != pad_id` would be wrong.
-        attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()  # (B, L)
-        want_layer = self.config.layer != -1
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r)
+        return ids, (torch.arange(width)[None, :] < lengths[:, None]).long()
+
+    def _run_batch(self, jobs: list[Job], stats: EmbedStats) -> list[np.ndarray]:
+        ids, attention_mask = self.pad([j.input_ids for j in jobs])  # (B, L)
+        lengths = attention_mask.sum(dim=1)
+        width = ids.shape[1]
+        want_layers = self.layers != (-1,)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.dtype == "bfloat16"):
             output = self.model(input_ids=ids, attention_mask=attention_mask,
-                                output_hidden_states=want_layer, use_cache=False)
-        hidden = output.hidden_states[self.config.layer] if want_layer else output.last_hidden_state
-        hidden = hidden.float()  # (B, L, H)
+                                output_hidden_states=want_layers, use_cache=False)
+        if want_layers:
+            hidden = torch.cat([output.hidden_states[i].float() for i in self.layers], dim=-1)
+        else:
+            hidden = output.last_hidden_state.float()  # (B, L, H x number of layers)
         stats.forward_batches += 1
         stats.rows += len(jobs)
         stats.real_tokens += int(lengths.sum())

@@ -92,7 +92,9 @@ class EmbeddingCache:
         """Shape: (num_steps, H), float16, memory-mapped (read-only)."""
         shard, offset, length = self._index[key]
         if shard not in self._arrays:
-            self._arrays[shard] = np.load(self.dir / shard, mmap_mode="r")
+            # a plain ndarray over the mapped file: np.memmap views carry extra per-object state,
+            # which adds up over hundreds of thousands of entries
+            self._arrays[shard] = np.asarray(np.load(self.dir / shard, mmap_mode="r"))
         return self._arrays[shard][offset:offset + length]
 
     def put(self, items: list[tuple[str, np.ndarray]]) -> None:
