@@ -131,3 +131,26 @@ def test_killed_embed_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert r["computed"] == 0
     for a, b in zip(reference, again):
         np.testing.assert_array_equal(a, b)
+
+
+def test_train_and_score_with_a_causal_backbone_folder(tmp_path, small_jsonl, minilm, capsys):
+    from conftest import tiny_causal_lm
+
+    folder = tiny_causal_lm("llama", tmp_path / "tiny-llama", minilm.path)
+    cache = str(tmp_path / "cache")
+    assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m"), "--epochs", "2",
+                 "--backbone", str(folder), "--pooling", "last", "--cache", cache,
+                 *SMALL_HEAD]) == 0
+    assert "24 computed" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["prmkit_head"]
+    assert saved["embed"]["layer"] == -1 and saved["backbone_fingerprint"]["single_pass"] is True
+    assert main(["score", str(tmp_path / "m"), str(small_jsonl), "--cache", cache,
+                 "--no-progress", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 24 and all(0.0 < p < 1.0 for p in rows[0]["step_probs"])
+    # another pooling means other features: the saved head refuses them
+    from prmkit.errors import PrmkitError
+    from prmkit.model import PRMHead
+
+    with pytest.raises(PrmkitError, match="pooling: trained with 'last', given 'step'"):
+        PRMHead.from_pretrained(tmp_path / "m", dict(saved["backbone_fingerprint"], pooling="step"))

@@ -1,11 +1,9 @@
 import json
 
-import numpy as np
 import pytest
 
 from prmkit.cli import main
-from prmkit.demo import DemoConfig, length_features, run_demo
-from prmkit.records import Trajectory
+from prmkit.demo import DemoConfig, run_demo
 
 TINY = DemoConfig(train_problems=24, train_pool=4, test_problems=12, test_pool=8, ns=(1, 2, 4),
                   num_subsets=50, bootstrap=200)
@@ -52,12 +50,6 @@ def test_second_run_embeds_nothing(demo_run, tmp_path):
     again = run_demo(tmp_path, TINY, cache_dir=root / "cache", progress=False)
     assert again["embedding"]["forward_batches"] == 0
     assert again["best_of_n"] == first["best_of_n"]  # same seed, same cache: same numbers
-
-
-def test_length_features_by_hand():
-    t = Trajectory("q", ["a bc", "d"])
-    # "a bc": 4 characters, 2 words; "d": 1 character, 1 word
-    np.testing.assert_allclose(length_features([t])[0], np.log1p([[4, 2], [1, 1]]), rtol=1e-6)
 
 
 def test_demo_cli_rejects_n_larger_than_the_pool(capsys):

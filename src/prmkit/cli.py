@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=2048,
                    help="trajectories per cache shard: an interrupted run loses at most one")
     p.add_argument("--layers", type=int, nargs="+", default=None,
-                   help="compare these layers: embed each, train a small head per layer with 3 "
-                        "seeds, report validation step AUROC (needs labelled data)")
+                   help="compare these layers: embed each, train a small head per layer with 5 "
+                        "seeds (each its own 20%% question split), report validation step AUROC")
     _add_embed_args(p)
     _add_common(p)
     p = sub.add_parser("data", help="convert, describe and generate step-labelled data")
@@ -244,9 +244,9 @@ def cmd_embed(args) -> dict:
         rows = compare_layers(args.data, config, args.layers, _cache_dir(args),
                               progress=not args.no_progress)
         if not args.json:
-            print(f"{'layer':>6} {'val step AUROC':>15} {'(std, 3 seeds)':>15} {'val loss':>9}")
+            print(f"{'layer':>16} {'val step AUROC':>15} {'(std, 5 seeds)':>15} {'val loss':>9}")
             for r in rows:
-                print(f"{r['layer']:>6} {r['val_step_auroc']:>15.3f} "
+                print(f"{r['layer']:>16} {r['val_step_auroc']:>15.3f} "
                       f"{r['val_step_auroc_std']:>15.3f} {r['val_loss']:>9.4f}")
         return {"layers": rows}
     _, _, report = embed_data(args.data, config, _cache_dir(args), progress=not args.no_progress,

@@ -11,7 +11,6 @@ words whether the PRM beat majority vote and the ORM, with the paired interval o
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 from prmkit import bestofn
 from prmkit._io import atomic_open, write_json
 from prmkit.aggregate import AGGREGATIONS
+from prmkit.baselines import length_features, random_features
 from prmkit.data import synthetic
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.metrics import auroc
@@ -60,18 +60,6 @@ class DemoConfig:
 
 PRM_AGGREGATIONS = ("product", "min", "mean", "last", "sum")
 CONTENT_FREE = ("random features", "length only")
-
-
-def length_features(trajectories: list[Trajectory]) -> list[np.ndarray]:
-    """Content-free features: each step's length in characters and in words (log scale)."""
-    return [np.array([[math.log1p(len(s)), math.log1p(len(s.split()))] for s in t.steps],
-                     dtype=np.float32) for t in trajectories]
-
-
-def random_features(trajectories: list[Trajectory], dim: int, seed: int) -> list[np.ndarray]:
-    """Content-free features: Gaussian noise of the backbone's width, fixed by seed."""
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal((t.num_steps, dim)).astype(np.float32) for t in trajectories]
 
 
 def _log(message: str, started: float) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from prmkit.aggregate import AGGREGATIONS
+from prmkit.baselines import length_features, random_features
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.errors import DataError, PrmkitError
 from prmkit.model import PRMConfig
@@ -48,11 +49,12 @@ def embed_data(data: PathLike | list[Trajectory], embed: EmbedConfig = EmbedConf
 
 def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers: list[int],
                    cache_dir: PathLike | None = None, head: dict | None = None,
-                   config: TrainConfig = TrainConfig(epochs=10, lr=1e-3, patience=3),
-                   seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True) -> list[dict]:
-    """Which layer of the backbone serves a PRM best: for each layer, embed (cached), train a
-    small head with each seed on the same question split, and report validation step AUROC
-    (mean and spread over seeds: one seed is noise)."""
+                   config: TrainConfig = TrainConfig(epochs=10, lr=1e-3, patience=3,
+                                                     val_fraction=0.2),
+                   seeds: tuple[int, ...] = (0, 1, 2, 3, 4), progress: bool = True) -> list[dict]:
+    """Which layer of the backbone serves a PRM best: read every layer in one pass (cached),
+    train a small head on each layer's vectors with each seed (each seed draws its own question
+    split), and report validation step AUROC, mean and spread over seeds: one seed is noise."""
     trajectories = _trajectories(data)
     head = head or {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
     # One pass reads every layer (their vectors side by side); each layer's slice is then scored.
@@ -73,10 +75,25 @@ def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers
                                 replace(config, seed=seed), tmp, progress=False)
             aurocs.append(summary.get("val_step_auroc") or float("nan"))
             losses.append(summary.get("val_loss") or float("nan"))
-        rows.append({"layer": layer, "val_step_auroc": float(np.mean(aurocs)),
-                     "val_step_auroc_std": float(np.std(aurocs)),
-                     "val_loss": float(np.mean(losses))})
+        rows.append(_summarize(layer, aurocs, losses))
+    # The same head and splits on content-free features, to read the figures against.
+    for name, baseline in (("length only", length_features(trajectories)),
+                           ("random features", random_features(trajectories, width, seed=0))):
+        aurocs, losses = [], []
+        for seed in seeds:
+            model_config = PRMConfig(input_dim=baseline[0].shape[1], target=config.target, **head)
+            with tempfile.TemporaryDirectory() as tmp:
+                summary = train(trajectories, baseline, model_config, replace(config, seed=seed),
+                                tmp, progress=False)
+            aurocs.append(summary.get("val_step_auroc") or float("nan"))
+            losses.append(summary.get("val_loss") or float("nan"))
+        rows.append(_summarize(name, aurocs, losses))
     return rows
+
+
+def _summarize(layer, aurocs: list[float], losses: list[float]) -> dict:
+    return {"layer": layer, "val_step_auroc": float(np.mean(aurocs)),
+            "val_step_auroc_std": float(np.std(aurocs)), "val_loss": float(np.mean(losses))}
 
 
 def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,

@@ -61,8 +61,10 @@ def _smollm2_path() -> Path:
 
 # Short names for backbones that ship offline in PyPI packages.
 BACKBONES = {"minilm": _minilm_path, "smollm2": _smollm2_path}
-# The layer read when none is given, where a measurement picked one (see README, "Backbones").
-DEFAULT_LAYERS = {"smollm2": -1}
+# The layer read when none is given, where a measurement picked one: on CHAMP's 540 annotated
+# solutions, SmolLM2's layer 15 of 30 gave validation step AUROC 0.744 +- 0.030 (5 seeds), the
+# last 0.737 +- 0.034 (README, "Backbones"; `prmkit embed --layers`).
+DEFAULT_LAYERS = {"smollm2": 15}
 
 
 @dataclass
