@@ -139,3 +139,12 @@ def test_with_layer_shares_the_model_and_checks_the_index(minilm):
     assert minilm.fingerprint["layer"] == -1 and other.tokenizer is minilm.tokenizer
     with pytest.raises(PrmkitError, match="layer 7 does not exist: the backbone has 6 layers"):
         minilm.with_layer(7)
+
+
+def test_forward_reports_each_batch_for_progress_bars(minilm):
+    tokens = minilm.tokenize(Q, STEPS)
+    jobs, _ = minilm.jobs(0, tokens)
+    seen = []
+    minilm.forward(jobs, on_batch=lambda steps, stats: seen.append((steps, stats.forward_batches)))
+    assert sum(steps for steps, _ in seen) == 2  # one row per step, each seen once
+    assert [n for _, n in seen] == list(range(1, len(seen) + 1))

@@ -309,11 +309,13 @@ class Backbone:
         return Job(traj, pre + step_ids + suf, [(step, len(pre), len(pre) + len(step_ids))])
 
     @torch.no_grad()
-    def forward(self, jobs: list[Job], memo: dict | None = None) -> tuple[list[np.ndarray], EmbedStats]:
+    def forward(self, jobs: list[Job], memo: dict | None = None,
+                on_batch=None) -> tuple[list[np.ndarray], EmbedStats]:
         """Run jobs in length-sorted, token-budgeted batches; return each job's (n_spans, H).
 
         Solutions sampled for one question share prefixes (and steps): each distinct row runs
         once. ``memo`` carries finished rows across calls (the pipeline passes one per run).
+        ``on_batch(steps, stats)``, if given, is called after each batch (for progress bars).
         """
         stats = EmbedStats()
         memo = {} if memo is None else memo
@@ -331,6 +333,8 @@ class Backbone:
         for batch in self.plan_batches([len(r.input_ids) for r in rows]):
             for j, pooled in zip(batch, self._run_batch([rows[j] for j in batch], stats)):
                 results[j] = pooled
+            if on_batch is not None:
+                on_batch(sum(len(rows[j].spans) for j in batch), stats)
         out = [results[unique[key]] if key in unique else memo[key] for key in job_row]
         if len(memo) > 200_000:  # bound memory on very large runs; only reuse is lost
             memo.clear()

@@ -42,6 +42,14 @@ def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
     started = time.perf_counter()
     bar = tqdm(total=sum(tokens[i].num_steps for _, i in todo_items), unit="step",
                desc="embed", disable=not progress or not todo_items, leave=False)
+    shown = [0]  # steps of the current chunk already on the bar
+
+    def show(steps: int, chunk_stats: EmbedStats) -> None:
+        shown[0] += steps
+        bar.update(steps)
+        tokens_done = stats.real_tokens + chunk_stats.real_tokens
+        bar.set_postfix(tok_per_s=f"{tokens_done / (time.perf_counter() - started):.0f}")
+
     for chunk_start in range(0, len(todo_items), shard_trajectories):
         chunk = todo_items[chunk_start:chunk_start + shard_trajectories]
         jobs = []
@@ -49,7 +57,8 @@ def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
             traj_jobs, truncated = backbone.jobs(i, tokens[i])
             jobs.extend(traj_jobs)
             stats.truncated_steps += truncated
-        pooled, batch_stats = backbone.forward(jobs, memo)
+        shown[0] = 0
+        pooled, batch_stats = backbone.forward(jobs, memo, on_batch=show)
         stats.add(batch_stats)
         per_traj = {i: np.zeros((tokens[i].num_steps, backbone.hidden_size), np.float32)
                     for _, i in chunk}
@@ -61,9 +70,8 @@ def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
             cache.put(items)
         else:
             computed.update(items)
-        elapsed = time.perf_counter() - started
-        bar.set_postfix(tok_per_s=f"{stats.real_tokens / max(elapsed, 1e-9):.0f}")
-        bar.update(sum(tokens[i].num_steps for _, i in chunk))
+        # rows shared with earlier ones never ran: count their steps as done now
+        bar.update(sum(tokens[i].num_steps for _, i in chunk) - shown[0])
     bar.close()
     features = [cache.get(k) if cache is not None else computed[k] for k in keys]
     elapsed = time.perf_counter() - started
