@@ -148,3 +148,13 @@ def test_forward_reports_each_batch_for_progress_bars(minilm):
     minilm.forward(jobs, on_batch=lambda steps, stats: seen.append((steps, stats.forward_batches)))
     assert sum(steps for steps, _ in seen) == 2  # one row per step, each seen once
     assert [n for _, n in seen] == list(range(1, len(seen) + 1))
+
+
+def test_several_layers_in_one_pass_equal_each_layer_alone(minilm):
+    data = [Trajectory(Q, STEPS)]
+    both, _ = embed_trajectories(data, minilm.with_layer((2, -1)), progress=False)
+    second, _ = embed_trajectories(data, minilm.with_layer(2), progress=False)
+    last, _ = embed_trajectories(data, minilm, progress=False)
+    assert both[0].shape == (2, 2 * 384)
+    np.testing.assert_array_equal(both[0][:, :384], second[0])
+    np.testing.assert_array_equal(both[0][:, 384:], last[0])

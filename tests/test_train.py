@@ -110,3 +110,17 @@ def test_kill_9_then_rerun_resumes_to_bit_identical_weights(tmp_path, small_json
     w_ref = load_file(tmp_path / "ref/model.safetensors")
     w_run = load_file(tmp_path / "run/model.safetensors")
     assert all(torch.equal(w_ref[k], w_run[k]) for k in w_ref)
+
+
+def test_compare_layers_scores_each_layer_beside_content_free_heads(small_jsonl, tmp_path):
+    from prmkit.embed import EmbedConfig
+    from prmkit.workflows import compare_layers
+
+    rows = compare_layers(small_jsonl, EmbedConfig(), [2, -1], cache_dir=tmp_path,
+                          head={"hidden_size": 16, "num_layers": 1, "num_heads": 2},
+                          config=TrainConfig(epochs=2, val_fraction=0.25), seeds=(0, 1),
+                          progress=False)
+    assert [r["layer"] for r in rows] == [2, -1, "length only", "random features"]
+    for r in rows:
+        assert 0.0 <= r["val_step_auroc"] <= 1.0 and r["val_step_auroc_std"] >= 0.0
+        assert r["val_loss"] > 0.0

@@ -62,37 +62,31 @@ def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers
     features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
                                           progress=progress)
     width = backbone.model_hidden_size
-    rows = []
-    for i, layer in enumerate(layers):
-        layer_features = [f[:, i * width:(i + 1) * width] for f in features]
-        aurocs, losses = [], []
-        for seed in seeds:
-            model_config = PRMConfig(input_dim=width, target=config.target,
-                                     embed=asdict(replace(embed, layer=layer)), **head)
-            with tempfile.TemporaryDirectory() as tmp:
-                # each seed draws its own question split too: the spread covers both
-                summary = train(trajectories, layer_features, model_config,
-                                replace(config, seed=seed), tmp, progress=False)
-            aurocs.append(summary.get("val_step_auroc") or float("nan"))
-            losses.append(summary.get("val_loss") or float("nan"))
-        rows.append(_summarize(layer, aurocs, losses))
+    candidates: dict[int | str, list[np.ndarray]] = {
+        layer: [f[:, i * width:(i + 1) * width] for f in features]
+        for i, layer in enumerate(layers)}
     # The same head and splits on content-free features, to read the figures against.
-    for name, baseline in (("length only", length_features(trajectories)),
-                           ("random features", random_features(trajectories, width, seed=0))):
-        aurocs, losses = [], []
-        for seed in seeds:
-            model_config = PRMConfig(input_dim=baseline[0].shape[1], target=config.target, **head)
-            with tempfile.TemporaryDirectory() as tmp:
-                summary = train(trajectories, baseline, model_config, replace(config, seed=seed),
-                                tmp, progress=False)
-            aurocs.append(summary.get("val_step_auroc") or float("nan"))
-            losses.append(summary.get("val_loss") or float("nan"))
-        rows.append(_summarize(name, aurocs, losses))
-    return rows
+    candidates["length only"] = length_features(trajectories)
+    candidates["random features"] = random_features(trajectories, width, seed=0)
+    return [_seeded_scores(name, trajectories, feats, head, config, seeds)
+            for name, feats in candidates.items()]
 
 
-def _summarize(layer, aurocs: list[float], losses: list[float]) -> dict:
-    return {"layer": layer, "val_step_auroc": float(np.mean(aurocs)),
+def _seeded_scores(name: int | str, trajectories: list[Trajectory], features: list[np.ndarray],
+                   head: dict, config: TrainConfig, seeds: tuple[int, ...]) -> dict:
+    """Validation step AUROC and loss of one feature set, mean (and AUROC spread) over seeds."""
+    aurocs, losses = [], []
+    for seed in seeds:
+        model_config = PRMConfig(input_dim=features[0].shape[1], target=config.target, **head)
+        with tempfile.TemporaryDirectory() as tmp:
+            # each seed draws its own question split too: the spread covers both
+            summary = train(trajectories, features, model_config, replace(config, seed=seed),
+                            tmp, progress=False)
+        # null when undefined (no validation split, or one class only)
+        aurocs.append(np.nan if summary.get("val_step_auroc") is None
+                      else summary["val_step_auroc"])
+        losses.append(np.nan if summary.get("val_loss") is None else summary["val_loss"])
+    return {"layer": name, "val_step_auroc": float(np.mean(aurocs)),
             "val_step_auroc_std": float(np.std(aurocs)), "val_loss": float(np.mean(losses))}
 
 
