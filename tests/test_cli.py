@@ -154,3 +154,16 @@ def test_train_and_score_with_a_causal_backbone_folder(tmp_path, small_jsonl, mi
 
     with pytest.raises(PrmkitError, match="pooling: trained with 'last', given 'step'"):
         PRMHead.from_pretrained(tmp_path / "m", dict(saved["backbone_fingerprint"], pooling="step"))
+
+
+def test_bad_head_settings_fail_before_any_embedding(tmp_path, small_jsonl, capsys):
+    assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m"), "--num-heads", "0",
+                 "--cache", str(tmp_path / "cache")]) == 2
+    assert "num_heads must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # nothing was embedded
+
+
+def test_a_path_that_is_neither_file_nor_hub_name_is_a_clear_error(capsys):
+    assert main(["data", "stats", "no/such/folder"]) == 2
+    err = capsys.readouterr().err
+    assert "no/such/folder" in err and "Traceback" not in err

@@ -53,6 +53,13 @@ def test_left_truncation_keeps_the_current_step_and_is_counted():
                                        backbone, progress=False)
     assert report["truncated_steps"] == 2
     assert feats[0].shape == (2, 384)
+    # the window keeps the current step whole, at its end, after a left-cut context
+    tokens = backbone.tokenize(long_q, ["a short step.", "another one."])
+    job = backbone.jobs(0, tokens)[0][1]  # the second step's window
+    step_ids = list(tokens.ids[tokens.starts[1]:tokens.ends[1]])
+    assert len(job.input_ids) == 24 and job.input_ids[-len(step_ids) - 1:-1] == step_ids
+    (_, start, end), = job.spans
+    assert job.input_ids[start:end] == step_ids
     strict = Backbone(EmbedConfig(max_length=24, truncation="error"))
     with pytest.raises(PrmkitError, match="the backbone allows 24"):
         embed_trajectories([Trajectory(long_q, ["a short step."])], strict, progress=False)
@@ -70,10 +77,22 @@ def test_cache_second_run_does_no_forward_pass(minilm, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_cache_key_covers_the_spec(minilm, tmp_path):
-    other_spec = dict(minilm.fingerprint, layer=3)
-    a, b = EmbeddingCache(tmp_path, minilm.fingerprint), EmbeddingCache(tmp_path, other_spec)
-    assert a.dir != b.dir
+@pytest.mark.parametrize("change", [
+    {"layer": 3}, {"pooling": "last"}, {"dtype": "bfloat16"}, {"max_length": 128},
+    {"separator": "\n"}, {"context": "none"}, {"truncation": "error"}])
+def test_every_setting_that_changes_vectors_changes_the_cache_folder(minilm, tmp_path, change):
+    from dataclasses import asdict
+
+    other = Backbone(EmbedConfig(**{**asdict(minilm.config), **change}))
+    assert other.fingerprint != minilm.fingerprint
+    assert EmbeddingCache(tmp_path, other.fingerprint).dir != \
+        EmbeddingCache(tmp_path, minilm.fingerprint).dir
+
+
+def test_fingerprint_covers_tokenizer_and_special_tokens(minilm):
+    fp = minilm.fingerprint
+    assert fp["special_ids"] == [[101], [102]]  # [CLS] ... [SEP]
+    assert len(fp["tokenizer_sha256"]) == 64 and len(fp["weights_sha256"]) == 64
     assert entry_key(minilm.tokenize("q", ["a"])) != entry_key(minilm.tokenize("q", ["b"]))
 
 
@@ -158,3 +177,29 @@ def test_several_layers_in_one_pass_equal_each_layer_alone(minilm):
     assert both[0].shape == (2, 2 * 384)
     np.testing.assert_array_equal(both[0][:, :384], second[0])
     np.testing.assert_array_equal(both[0][:, 384:], last[0])
+
+
+
+def test_single_pass_equals_per_prefix_when_contexts_are_cut(tmp_path, minilm):
+    folder = tiny_causal_lm("llama", tmp_path / "llama", minilm.path)
+    data = [Trajectory(Q, STEPS + ["So 36 pens in all, and that is the answer to the question."])]
+    single = Backbone(EmbedConfig(backbone=str(folder), pooling="prefix", max_length=30))
+    prefix = Backbone(EmbedConfig(backbone=str(folder), pooling="prefix", max_length=30,
+                                  mode="per_prefix"))
+    a, _ = float32_steps(single, data)
+    b, _ = float32_steps(prefix, data)
+    assert np.abs(a[0] - b[0]).max() <= 1e-5 * np.abs(b[0]).max()
+    _, truncated = single.jobs(0, single.tokenize(data[0].question, data[0].steps))
+    assert truncated >= 1  # the case under test really cuts contexts
+
+
+def test_single_pass_on_a_bidirectional_encoder_is_refused():
+    with pytest.raises(PrmkitError, match="not a causal LM"):
+        Backbone(EmbedConfig(mode="single_pass"))
+
+
+def test_truncation_error_holds_for_steps_embedded_alone():
+    strict = Backbone(EmbedConfig(context="none", max_length=8, truncation="error"))
+    with pytest.raises(PrmkitError, match="1 steps are longer than the backbone allows"):
+        embed_trajectories([Trajectory("q", ["one two three four five six seven eight", "ok"])],
+                           strict, progress=False)

@@ -69,3 +69,10 @@ def test_label_kinds_are_never_mixed():
     assert check_label_kind([a, a]) == "correctness"
     with pytest.raises(DataError, match="mixes label kinds"):
         check_label_kind([a, b])
+
+
+def test_bytes_that_are_not_utf8_name_their_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"question": "\xff\xfe"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not UTF-8 text"):
+        read_jsonl(path)

@@ -124,3 +124,12 @@ def test_compare_layers_scores_each_layer_beside_content_free_heads(small_jsonl,
     for r in rows:
         assert 0.0 <= r["val_step_auroc"] <= 1.0 and r["val_step_auroc_std"] >= 0.0
         assert r["val_loss"] > 0.0
+
+
+def test_split_always_leaves_questions_on_both_sides():
+    data = [Trajectory.from_dict(r) for r in make_rows(2)]
+    train_idx, val_idx = split_by_question(data, 0.6, seed=0)  # 0.6 of 2 questions rounds to 1
+    assert len(train_idx) == 3 and len(val_idx) == 3
+    train_idx, val_idx = split_by_question(data, 0.99, seed=0)
+    assert len(train_idx) == 3 and len(val_idx) == 3
+    assert split_by_question(data, 0.0, seed=0)[1] == []

@@ -227,10 +227,9 @@ def cmd_score(args) -> dict:
             print(f"wrote {len(rows)} scored trajectories to {args.out}")
         else:
             for row in rows:
-                s = row["scores"]
+                scores = " ".join(f"{name}={value:.4g}" for name, value in row["scores"].items())
                 steps = " ".join(f"{p:.3f}" for p in row["step_probs"])
-                print(f"#{row['index']}  product={s['product']:.4f} min={s['min']:.4f} "
-                      f"mean={s['mean']:.4f} last={s['last']:.4f}  steps: {steps}")
+                print(f"#{row['index']}  {scores}  steps: {steps}")
     return {"scored": len(rows), "out": args.out, "embedding": report}
 
 

@@ -46,8 +46,10 @@ class PRMConfig:
     backbone_fingerprint: dict = field(default_factory=dict)  # Backbone.fingerprint
 
     def __post_init__(self):
-        if self.input_dim < 1 or self.hidden_size < 1 or self.num_layers < 0:
-            raise ValueError("input_dim and hidden_size must be positive, num_layers >= 0")
+        if self.input_dim < 1 or self.hidden_size < 1 or self.num_layers < 0 \
+                or self.num_heads < 1:
+            raise ValueError("input_dim, hidden_size and num_heads must be positive, "
+                             "num_layers >= 0")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
                              f"num_heads {self.num_heads}")

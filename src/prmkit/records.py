@@ -189,14 +189,15 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """
     path = str(path)
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")  # decoded line by line, so a bad byte is reported with its line
     except OSError as e:
         raise DataError(f"cannot open: {e.strerror}", path=path) from None
     with f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+        for line_no, raw in enumerate(f, start=1):
             try:
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    continue
                 yield line_no, loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path=path,

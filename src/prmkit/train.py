@@ -71,7 +71,9 @@ def split_by_question(trajectories: list[Trajectory], val_fraction: float,
     """Indices of (train, validation), with every question on one side only."""
     questions = sorted({normalize_question(t.question) for t in trajectories})
     random.Random(seed).shuffle(questions)
-    n_val = math.ceil(val_fraction * len(questions)) if len(questions) > 1 else 0
+    # at least one validation question when asked for, and always one left to train on
+    n_val = min(max(1, round(val_fraction * len(questions))), len(questions) - 1) \
+        if val_fraction > 0 else 0
     val_questions = set(questions[:n_val])
     train = [i for i, t in enumerate(trajectories)
              if normalize_question(t.question) not in val_questions]
@@ -121,10 +123,13 @@ def evaluate(model: PRMHead, features, labels, indices: list[int], batch_size: i
 
 # --- checkpoints --------------------------------------------------------------------------------
 
-def run_fingerprint(features, labels, model_config: PRMConfig, config: TrainConfig) -> str:
-    """What a checkpoint belongs to: the features, labels and both configs."""
+def run_fingerprint(features, labels, questions: list[str], model_config: PRMConfig,
+                    config: TrainConfig) -> str:
+    """What a checkpoint belongs to: the features, labels, questions (they decide the split)
+    and both configs."""
     h = hashlib.sha256()
-    h.update(json.dumps([asdict(model_config), asdict(config), labels], sort_keys=True).encode())
+    h.update(json.dumps([asdict(model_config), asdict(config), labels, questions],
+                        sort_keys=True).encode())
     for f in features:
         h.update(np.ascontiguousarray(f).tobytes())
     return h.hexdigest()
@@ -167,7 +172,9 @@ def train(trajectories: list[Trajectory], features: list[np.ndarray], model_conf
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     batches_per_epoch = math.ceil(len(train_idx) / config.batch_size)
-    fingerprint = run_fingerprint(features, labels, model_config, config)
+    fingerprint = run_fingerprint(features, labels,
+                                  [normalize_question(t.question) for t in trajectories],
+                                  model_config, config)
     state = {"epoch": 0, "batch": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
              "history": [], "done": False}
     best_weights = copy.deepcopy(model.state_dict())

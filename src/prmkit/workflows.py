@@ -101,18 +101,18 @@ def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,
     """
     trajectories = _trajectories(data)
     head = dict(head or {})
-    max_steps = head.get("max_steps", PRMConfig.__dataclass_fields__["max_steps"].default)
+    try:  # check the head's settings now, not after an embedding run that may take an hour
+        max_steps = PRMConfig(input_dim=1, **head).max_steps
+    except ValueError as e:
+        raise PrmkitError(str(e)) from None
     for i, t in enumerate(trajectories):
         if t.num_steps > max_steps:
             raise DataError(f"trajectory {i} has {t.num_steps} steps, more than max_steps="
                             f"{max_steps}; raise --max-steps or split it", field="steps")
     backbone, features, report = embed_data(trajectories, embed, cache_dir, progress)
-    try:
-        model_config = PRMConfig(input_dim=backbone.hidden_size, target=config.target,
-                                 embed=asdict(backbone.config),
-                                 backbone_fingerprint=backbone.fingerprint, **head)
-    except ValueError as e:
-        raise PrmkitError(str(e)) from None
+    model_config = PRMConfig(input_dim=backbone.hidden_size, target=config.target,
+                             embed=asdict(backbone.config),
+                             backbone_fingerprint=backbone.fingerprint, **head)
     summary = train(trajectories, features, model_config, config, out_dir, progress=progress,
                     overwrite=overwrite)
     return {**summary, "embedding": report, "out": str(out_dir)}

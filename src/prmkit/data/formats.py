@@ -101,7 +101,11 @@ def _hub_rows(name: str, split: str | None) -> Iterator[tuple[str, int | None, s
         raise PrmkitError(f"{name!r} is not a local file or folder, and reading it from the "
                           "Hugging Face hub needs the datasets package: pip install datasets") \
             from None
-    loaded = load_dataset(name, split=split)
+    try:
+        loaded = load_dataset(name, split=split)
+    except Exception as e:  # offline, unknown name, bad split: all end the same way for the user
+        raise PrmkitError(f"{name!r} is not a local file or folder, and loading it from the "
+                          f"Hugging Face hub failed ({type(e).__name__}: {e})") from None
     splits = {split: loaded} if split is not None else dict(loaded)
     for split_name, rows in splits.items():
         for i, row in enumerate(rows):

@@ -11,7 +11,8 @@ Two ways to run a model, one contract (see ``tokens.py``):
 Pooling over a step (``EmbedConfig.pooling``):
     ``"step"``   mean of the current step's token states, with the question and earlier steps as
                  context (the default);
-    ``"last"``   the state at the step's last token (its separator);
+    ``"last"``   the state at the step's last token (the separator, where the tokenizer keeps
+                 it as a token: WordPiece drops whitespace);
     ``"prefix"`` mean over every token up to the step's end (the reference spec's pooling).
 
 Context (``EmbedConfig.context``): ``"prefix"`` (the default) runs each step with the question and
@@ -148,6 +149,16 @@ def weights_sha256(folder: Path) -> str:
     return _HASHES[memo_key]
 
 
+def tokenizer_sha256(folder: Path) -> str:
+    """SHA-256 over the tokenizer files: a changed vocabulary or template changes the ids."""
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and (p.name.startswith(("tokenizer", "special_tokens", "vocab", "merges"))
+                            or p.suffix == ".model"):
+            h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
 def resolve_backbone(name: str) -> Path:
     """A short name (``BACKBONES``), a local folder, a .gguf file, or a Hugging Face hub id
     (needs network)."""
@@ -203,13 +214,18 @@ class Backbone:
         archs = model_config.architectures or []
         causal = bool(getattr(model_config, "is_decoder", False)) or any(
             a.endswith("ForCausalLM") or "LMHead" in a for a in archs)
+        if config.mode == "single_pass" and not causal:
+            raise PrmkitError(f"{config.backbone} is not a causal LM: a single pass would let "
+                              "later steps leak into earlier ones (use mode 'per_prefix')")
+        self.causal = causal
         self.single_pass = causal if config.mode == "auto" else config.mode == "single_pass"
         limit = getattr(model_config, "max_position_embeddings", None) or 512
         self.max_length = min(config.max_length or limit, limit)
         self.prefix_ids, self.suffix_ids = special_tokens_around(self.tokenizer)
-        if self.single_pass:
+        if causal:
             # A trailing special token (EOS) would sit after every step in a single pass, so it
-            # cannot be part of the per-step input; leaving it out keeps both modes equal.
+            # cannot be part of the per-step input; a causal model never reads it for earlier
+            # positions anyway, and leaving it out in both modes keeps them equal.
             self.suffix_ids = []
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._model = None
@@ -231,6 +247,8 @@ class Backbone:
         if self._fingerprint is None:
             self._fingerprint = {
                 "weights_sha256": weights_sha256(self.path),
+                "tokenizer_sha256": tokenizer_sha256(self.path),
+                "special_ids": [self.prefix_ids, self.suffix_ids],
                 "pooling": self.config.pooling,
                 "layer": self.config.layer if isinstance(self.config.layer, int)
                 else list(self.config.layer),
@@ -276,9 +294,12 @@ class Backbone:
         room = self.max_length - len(pre) - len(suf)
         ids, starts, ends = tokens.ids, tokens.starts, tokens.ends
         if self.config.context == "none":
+            too_long = sum(e - s > room for s, e in zip(starts, ends))
+            if too_long and self.config.truncation == "error":
+                raise PrmkitError(f"{too_long} steps are longer than the backbone allows "
+                                  f"({self.max_length} tokens)")
             return [self._alone(traj, t, ids[s:e], pre, suf, room)
-                    for t, (s, e) in enumerate(zip(starts, ends))], \
-                sum(e - s > room for s, e in zip(starts, ends))
+                    for t, (s, e) in enumerate(zip(starts, ends))], too_long
         if self.single_pass and ends[-1] <= room:
             spans = [(t, len(pre) + s, len(pre) + e) for t, (s, e) in enumerate(zip(starts, ends))]
             return [Job(traj, pre + list(ids), spans)], 0

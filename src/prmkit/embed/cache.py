@@ -43,8 +43,13 @@ def entry_key(tokens: StepTokens) -> str:
     return h.hexdigest()
 
 
+def prmkit_cache_root() -> Path:
+    """``$PRMKIT_CACHE``, else ``~/.cache/prmkit``: embeddings and converted backbones live here."""
+    return Path(os.environ.get("PRMKIT_CACHE", Path.home() / ".cache" / "prmkit"))
+
+
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("PRMKIT_CACHE", Path.home() / ".cache" / "prmkit")) / "embeddings"
+    return prmkit_cache_root() / "embeddings"
 
 
 def to_fp16(array: np.ndarray) -> np.ndarray:

