@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from prmkit.data import formats
-from prmkit.data.processbench import first_error_index, first_error_labels, processbench_rows
+from prmkit.data.processbench import first_error_index, processbench_rows
+from prmkit.records import first_error_labels
 from prmkit.errors import DataError
 from prmkit.records import Trajectory
 
@@ -58,8 +59,8 @@ def test_export_skips_records_without_a_first_error_or_an_outcome():
 
 
 def test_first_error_helpers():
-    assert first_error_labels(-1, 3) == [1, 1, 1]
-    assert first_error_labels(0, 3) == [0, None, None]
+    assert first_error_labels(3, -1) == [1, 1, 1]
+    assert first_error_labels(3, 0) == [0, None, None]
     assert first_error_index([1, 1, 0, 1]) == 2  # what follows the first error is ignored
     assert first_error_index([1, 1]) == -1
     assert first_error_index([None, 0]) is None

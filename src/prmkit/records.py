@@ -33,6 +33,7 @@ from prmkit.errors import DataError
 
 Label = float | None
 LABEL_KINDS = ("correctness", "value")
+LABEL_POLICIES = ("first_error", "value")
 FIELDS = ("question", "steps", "labels", "label_kind", "outcome", "answer", "meta")
 
 
@@ -245,6 +246,28 @@ def normalize_question(text: str) -> str:
     text = _LATEX_NOISE.sub("", text.lower())
     text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     return _PUNCTUATION.sub("", _BACKSLASH_BEFORE_SYMBOL.sub("", text))
+
+
+def first_error_labels(n_steps: int, first_error: int, label_policy: str = "first_error") \
+        -> list[Label]:
+    """Per-step labels from the index of the first wrong step (-1: none wrong).
+
+    ``"first_error"`` (PRM800K, ProcessBench): right before it, wrong at it, unlabelled after.
+    ``"value"``: every step from the first error on is labelled wrong.
+
+    >>> first_error_labels(4, 1)
+    [1, 0, None, None]
+    >>> first_error_labels(4, 1, "value")
+    [1, 0, 0, 0]
+    >>> first_error_labels(3, -1)
+    [1, 1, 1]
+    """
+    if label_policy not in LABEL_POLICIES:
+        raise ValueError(f"label_policy must be one of {LABEL_POLICIES}, got {label_policy!r}")
+    if first_error < 0:
+        return [1] * n_steps
+    after: Label = None if label_policy == "first_error" else 0
+    return [1] * first_error + [0] + [after] * (n_steps - first_error - 1)
 
 
 def check_label_kind(trajectories: list[Trajectory]) -> str:

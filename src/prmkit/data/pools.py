@@ -12,16 +12,17 @@ import statistics
 from collections import Counter, defaultdict
 
 from prmkit.metrics import pass_at_k
-from prmkit.records import Trajectory
+from prmkit.records import Trajectory, normalize_question
 
 TrajectoryPool = list[Trajectory]
 
 
 def group_pools(trajectories: list[Trajectory]) -> list[TrajectoryPool]:
-    """Trajectories grouped by question (exact text), in order of first appearance."""
+    """Trajectories grouped by question (after ``normalize_question``, as for splits and
+    overlap checks), in order of first appearance."""
     groups: dict[str, TrajectoryPool] = defaultdict(list)
     for t in trajectories:
-        groups[t.question].append(t)
+        groups[normalize_question(t.question)].append(t)
     return list(groups.values())
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from prmkit._io import atomic_open
 from prmkit.errors import DataError
-from prmkit.records import Trajectory, BadNumber
+from prmkit.records import BadNumber, Trajectory, first_error_labels
 
 Summary = dict[str, int]
 FIELDS = ("id", "generator", "problem", "steps", "final_answer_correct", "label")
@@ -60,21 +60,10 @@ def processbench_from_row(row: Any) -> list[Trajectory]:
     if not isinstance(row["final_answer_correct"], bool):
         raise DataError("must be true or false", field="final_answer_correct")
     return [Trajectory(question=problem, steps=list(steps),
-                       labels=first_error_labels(label, len(steps)),
+                       labels=first_error_labels(len(steps), label),
                        outcome=row["final_answer_correct"],
                        meta={"source": "processbench", "id": row["id"],
                              "generator": row["generator"], "raw_labels": label})]
-
-
-def first_error_labels(first_error: int, num_steps: int) -> list[int | None]:
-    """Step labels from a first-error index (-1: no error).
-
-    >>> first_error_labels(1, 4)
-    [1, 0, None, None]
-    """
-    if first_error == -1:
-        return [1] * num_steps
-    return [1] * first_error + [0] + [None] * (num_steps - first_error - 1)
 
 
 def first_error_index(labels: list[float | None]) -> int | None:

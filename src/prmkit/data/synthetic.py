@@ -50,13 +50,12 @@ import re
 from dataclasses import dataclass, field
 
 from prmkit.data import pools as pools_lib
-from prmkit.records import Label, Trajectory
+from prmkit.records import LABEL_POLICIES, Trajectory, first_error_labels
 
 ERROR_KINDS = ("arithmetic", "wrong_operand", "wrong_operation", "skipped_step", "false_claim")
 # Kinds the solver makes by itself in a compute step; "false_claim" comes only from check steps.
 STEP_ERROR_KINDS = ("arithmetic", "wrong_operand", "wrong_operation", "skipped_step")
 MISCONCEPTION_KINDS = ("wrong_operation", "wrong_operand", "skipped_step")
-LABEL_POLICIES = ("first_error", "value")
 OPS = ("+", "-", "*", "/")
 
 # Real pools of model solutions to competition problems (CHAMP; GPT-3.5, GPT-4, GPT-4 Turbo,
@@ -723,25 +722,6 @@ def _operands_ok(r: StepRecord, ref: RefStep, va: tuple[int, ...], vb: tuple[int
     if r.a in va and r.b in vb:
         return True
     return ref.op in "+*" and r.a in vb and r.b in va
-
-
-def first_error_labels(n_steps: int, first_error: int, label_policy: str = "first_error") \
-        -> list[Label]:
-    """Per-step labels from the first wrong step.
-
-    >>> first_error_labels(4, 1)
-    [1, 0, None, None]
-    >>> first_error_labels(4, 1, "value")
-    [1, 0, 0, 0]
-    >>> first_error_labels(3, -1)
-    [1, 1, 1]
-    """
-    if label_policy not in LABEL_POLICIES:
-        raise ValueError(f"label_policy must be one of {LABEL_POLICIES}, got {label_policy!r}")
-    if first_error < 0:
-        return [1] * n_steps
-    after: Label = None if label_policy == "first_error" else 0
-    return [1] * first_error + [0] + [after] * (n_steps - first_error - 1)
 
 
 def label_solution(problem: Problem, steps: list[str],
