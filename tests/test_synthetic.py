@@ -9,7 +9,7 @@ import pytest
 from prmkit.data.synthetic import (
     REAL_RANGES,
     NoisySolver,
-    Pool,
+    ProblemPool,
     Problem,
     RefStep,
     WorldConfig,
@@ -63,7 +63,7 @@ def test_same_seed_same_world_and_other_seed_differs():
     a = make_world(20, 8, seed=3)
     b = make_world(20, 8, seed=3)
     c = make_world(20, 8, seed=4)
-    def dump(pools: list[Pool]) -> list:
+    def dump(pools: list[ProblemPool]) -> list:
         return [(p.problem, [t.to_dict() for t in p.trajectories]) for p in pools]
 
     assert dump(a) == dump(b)

@@ -178,7 +178,10 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     return results
 
 
-def _select_pools(world, data: list[Trajectory], scores: dict[str, dict[str, list[float]]]) -> list[Pool]:
+def _select_pools(world: list[synthetic.ProblemPool], data: list[Trajectory],
+                  scores: dict[str, dict[str, list[float]]]) -> list[Pool]:
+    """One selection ``Pool`` per problem: answers, correctness, lengths and every method's
+    scores of its candidates (``data`` holds the world's candidates in order)."""
     pools, start = [], 0
     for pool in world:
         m = len(pool.trajectories)

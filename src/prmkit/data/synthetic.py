@@ -239,7 +239,7 @@ class StepRecord:
 
 
 @dataclass
-class Pool:
+class ProblemPool:
     """One problem and the candidate solutions sampled for it."""
 
     problem: Problem
@@ -975,7 +975,7 @@ class NoisySolver:
 
 
 def make_world(n_problems: int, pool_size: int, seed: int, config: WorldConfig | None = None,
-               strength: float = 0.0) -> list[Pool]:
+               strength: float = 0.0) -> list[ProblemPool]:
     """``n_problems`` problems with ``pool_size`` candidates each, all fixed by ``seed``.
 
     Problem ``i`` and its pool depend only on (seed, i, config, strength, pool_size), so a smaller
@@ -986,13 +986,13 @@ def make_world(n_problems: int, pool_size: int, seed: int, config: WorldConfig |
     pools = []
     for i, problem in enumerate(generate_problems(n_problems, seed, config)):
         rng = random.Random(f"prmkit-synthetic:{seed}:pool:{i}:{float(strength)!r}")
-        pools.append(Pool(problem, solver.sample_pool(problem, pool_size, rng)))
+        pools.append(ProblemPool(problem, solver.sample_pool(problem, pool_size, rng)))
     return pools
 
 
 # --- pool statistics -----------------------------------------------------------------------------
 
-def pool_stats(pools: list[Pool], k: int = 16) -> dict[str, float]:
+def pool_stats(pools: list[ProblemPool], k: int = 16) -> dict[str, float]:
     """``prmkit.data.pools.pool_stats`` over the world's pools (see there for the keys)."""
     return pools_lib.pool_stats([p.trajectories for p in pools], k)
 
