@@ -167,3 +167,12 @@ def test_a_path_that_is_neither_file_nor_hub_name_is_a_clear_error(capsys):
     assert main(["data", "stats", "no/such/folder"]) == 2
     err = capsys.readouterr().err
     assert "no/such/folder" in err and "Traceback" not in err
+
+
+def test_a_step_with_no_tokens_is_named_by_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "What is 1 + 1?", "steps": ["1 + 1 = 2."], "labels": [1]}\n'
+                   '{"question": "What is 2 + 2?", "steps": ["2 + 2 = 4.", "\\u200b"]}\n')
+    assert main(["train", str(bad), "--out", str(tmp_path / "m"), "--cache",
+                 str(tmp_path / "cache")]) == 2
+    assert f"{bad}:2: steps[1]: the step produces no tokens" in capsys.readouterr().err

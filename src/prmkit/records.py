@@ -207,9 +207,13 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
                 raise DataError(f"not UTF-8 text: {e.reason}", path=path, line=line_no) from None
 
 
-def read_jsonl(path: str | os.PathLike) -> list[Trajectory]:
-    """Read trajectories from a JSONL file; any problem is a ``DataError`` with file:line:field."""
-    out = []
+Location = tuple[str, int]  # (file, line), for errors found after reading
+
+
+def read_jsonl_located(path: str | os.PathLike) -> tuple[list[Trajectory], list[Location]]:
+    """``read_jsonl`` and the (file, line) of each record, so that later stages (tokenization,
+    say) can still name the line of a record they refuse."""
+    out, where = [], []
     for line_no, obj in iter_jsonl(path):
         try:
             out.append(Trajectory.from_dict(obj))
@@ -217,9 +221,15 @@ def read_jsonl(path: str | os.PathLike) -> list[Trajectory]:
             raise DataError(e.message, path=str(path), line=line_no, field=e.field) from None
         except TypeError as e:  # a dataclass argument problem not caught above
             raise DataError(str(e), path=str(path), line=line_no) from None
+        where.append((str(path), line_no))
     if not out:
         raise DataError("no trajectories in file", path=str(path))
-    return out
+    return out, where
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Trajectory]:
+    """Read trajectories from a JSONL file; any problem is a ``DataError`` with file:line:field."""
+    return read_jsonl_located(path)[0]
 
 
 def write_jsonl(path: str | os.PathLike, trajectories: Iterable[Trajectory]) -> int:

@@ -14,7 +14,7 @@ from prmkit.aggregate import AGGREGATIONS, aggregate
 from prmkit.batch import collate
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, embed_trajectories
 from prmkit.model import PRMHead, read_config
-from prmkit.records import Trajectory
+from prmkit.records import Location, Trajectory
 
 StepScores = list[float]
 
@@ -44,9 +44,10 @@ class PRM:
         """Per-step probabilities for one solution."""
         return self.score_batch([Trajectory(question=question, steps=list(steps))])[0]
 
-    def score_batch(self, trajectories: list[Trajectory], progress: bool = False) -> list[StepScores]:
+    def score_batch(self, trajectories: list[Trajectory], progress: bool = False,
+                    locations: list[Location] | None = None) -> list[StepScores]:
         features, self.last_embed_report = embed_trajectories(
-            trajectories, self.backbone, self.cache, progress=progress)
+            trajectories, self.backbone, self.cache, progress=progress, locations=locations)
         return self.score_features(features)
 
     def score_features(self, features: list[np.ndarray]) -> list[StepScores]:

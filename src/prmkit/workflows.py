@@ -14,7 +14,7 @@ from prmkit.baselines import length_features, random_features
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.errors import DataError, PrmkitError
 from prmkit.model import PRMConfig
-from prmkit.records import Trajectory, read_jsonl
+from prmkit.records import Location, Trajectory, read_jsonl_located
 from prmkit.scorer import PRM, aggregate_all
 from prmkit.train import TrainConfig, train
 from prmkit._io import atomic_open
@@ -22,8 +22,10 @@ from prmkit._io import atomic_open
 PathLike = str | os.PathLike
 
 
-def _trajectories(data: PathLike | list[Trajectory]) -> list[Trajectory]:
-    return data if isinstance(data, list) else read_jsonl(data)
+def _trajectories(data: PathLike | list[Trajectory]) -> tuple[list[Trajectory],
+                                                               list[Location] | None]:
+    """Records, and the (file, line) of each when they come from a file."""
+    return (data, None) if isinstance(data, list) else read_jsonl_located(data)
 
 
 def _cache(backbone: Backbone, cache_dir: PathLike | None | bool) -> EmbeddingCache | None:
@@ -35,15 +37,16 @@ def _cache(backbone: Backbone, cache_dir: PathLike | None | bool) -> EmbeddingCa
 
 def embed_data(data: PathLike | list[Trajectory], embed: EmbedConfig = EmbedConfig(),
                cache_dir: PathLike | None = None, progress: bool = True,
-               shard_trajectories: int = 2048):
+               shard_trajectories: int = 2048, locations: list[Location] | None = None):
     """Embed (and cache) every step of a data set. Returns (backbone, features, report).
 
     Each shard of ``shard_trajectories`` is written as soon as it is done, so an interrupted run
     started again recomputes nothing already written."""
-    trajectories = _trajectories(data)
+    trajectories, found = _trajectories(data)
     backbone = Backbone(embed)
     features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
-                                          progress=progress, shard_trajectories=shard_trajectories)
+                                          progress=progress, shard_trajectories=shard_trajectories,
+                                          locations=found or locations)
     return backbone, features, report
 
 
@@ -55,12 +58,12 @@ def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers
     """Which layer of the backbone serves a PRM best: read every layer in one pass (cached),
     train a small head on each layer's vectors with each seed (each seed draws its own question
     split), and report validation step AUROC, mean and spread over seeds: one seed is noise."""
-    trajectories = _trajectories(data)
+    trajectories, locations = _trajectories(data)
     head = head or {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
     # One pass reads every layer (their vectors side by side); each layer's slice is then scored.
     backbone = Backbone(replace(embed, layer=tuple(layers)))
     features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
-                                          progress=progress)
+                                          progress=progress, locations=locations)
     width = backbone.model_hidden_size
     candidates: dict[int | str, list[np.ndarray]] = {
         layer: [f[:, i * width:(i + 1) * width] for f in features]
@@ -99,7 +102,7 @@ def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,
     ``head`` overrides ``PRMConfig`` fields (hidden_size, num_layers, num_heads, dropout,
     max_steps, causal). Returns the training summary, with the embedding report under "embedding".
     """
-    trajectories = _trajectories(data)
+    trajectories, locations = _trajectories(data)
     head = dict(head or {})
     try:  # check the head's settings now, not after an embedding run that may take an hour
         max_steps = PRMConfig(input_dim=1, **head).max_steps
@@ -109,7 +112,8 @@ def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,
         if t.num_steps > max_steps:
             raise DataError(f"trajectory {i} has {t.num_steps} steps, more than max_steps="
                             f"{max_steps}; raise --max-steps or split it", field="steps")
-    backbone, features, report = embed_data(trajectories, embed, cache_dir, progress)
+    backbone, features, report = embed_data(trajectories, embed, cache_dir, progress,
+                                            locations=locations)
     model_config = PRMConfig(input_dim=backbone.hidden_size, target=config.target,
                              embed=asdict(backbone.config),
                              backbone_fingerprint=backbone.fingerprint, **head)
@@ -125,10 +129,10 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
 
     Returns (rows, embedding report); with ``out``, the rows are also written as JSONL.
     """
-    trajectories = _trajectories(data)
+    trajectories, locations = _trajectories(data)
     prm = PRM.from_pretrained(model_dir, batch_size=batch_size)
     prm.cache = _cache(prm.backbone, cache_dir)
-    step_probs = prm.score_batch(trajectories, progress=progress)
+    step_probs = prm.score_batch(trajectories, progress=progress, locations=locations)
     scores = aggregate_all(step_probs, tuple(AGGREGATIONS))
     rows = [{"index": i, "step_probs": probs,
              "scores": {name: values[i] for name, values in scores.items()}}

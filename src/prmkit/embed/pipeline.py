@@ -11,25 +11,30 @@ from tqdm.auto import tqdm
 from prmkit.embed.backbone import Backbone, EmbedStats
 from prmkit.embed.cache import EmbeddingCache, entry_key, to_fp16
 from prmkit.errors import DataError
-from prmkit.records import Trajectory
+from prmkit.records import Location, Trajectory
 
 StepFeatures = np.ndarray  # (num_steps, H) float16
 
 
 def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
                        cache: EmbeddingCache | None = None, progress: bool = True,
-                       shard_trajectories: int = 2048) -> tuple[list[StepFeatures], dict]:
+                       shard_trajectories: int = 2048,
+                       locations: list[Location] | None = None) -> tuple[list[StepFeatures], dict]:
     """One (num_steps, H) float16 array per trajectory, and a report of the work done.
 
     With a cache, only trajectories whose content is not cached are run through the model, in
     chunks that are each written as a shard: an interrupted run loses at most one chunk.
+    ``locations`` (file, line per trajectory) lets a refused record be named by its line.
     """
     tokens = []
     for i, t in enumerate(trajectories):
         try:
             tokens.append(backbone.tokenize(t.question, t.steps))
         except DataError as e:
-            raise DataError(f"trajectory {i}: {e.message}", field=e.field) from None
+            if locations is None:
+                raise DataError(f"trajectory {i}: {e.message}", field=e.field) from None
+            raise DataError(e.message, path=locations[i][0], line=locations[i][1],
+                            field=e.field) from None
     keys = [entry_key(tok) for tok in tokens]
     todo: dict[str, int] = {}  # key -> first trajectory with it (identical contents embed once)
     for i, key in enumerate(keys):
