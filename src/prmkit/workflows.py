@@ -62,8 +62,8 @@ def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers
     head = head or {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
     # One pass reads every layer (their vectors side by side); each layer's slice is then scored.
     backbone = Backbone(replace(embed, layer=tuple(layers)))
-    features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
-                                          progress=progress, locations=locations)
+    features, _ = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
+                                     progress=progress, locations=locations)
     width = backbone.model_hidden_size
     candidates: dict[int | str, list[np.ndarray]] = {
         layer: [f[:, i * width:(i + 1) * width] for f in features]
