@@ -12,7 +12,7 @@ import pytest
 def minilm():
     from prmkit.embed import Backbone, EmbedConfig
 
-    return Backbone(EmbedConfig())
+    return Backbone(EmbedConfig(backbone="minilm"))
 
 
 def make_rows(n_questions: int = 8, seed: int = 0) -> list[dict]:

@@ -6,17 +6,18 @@ import pytest
 
 from prmkit.cli import main
 
+MINILM = ["--backbone", "minilm"]
 SMALL_HEAD = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "2", "--no-progress"]
 
 
 def test_train_then_score_and_second_run_uses_the_cache(tmp_path, small_jsonl, capsys):
     cache = str(tmp_path / "cache")
     assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m1"), "--epochs", "3",
-                 "--cache", cache, *SMALL_HEAD]) == 0
+                 "--cache", cache, *MINILM, *SMALL_HEAD]) == 0
     first = capsys.readouterr().out
     assert "24 computed" in first and "saved to" in first
     assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m2"), "--epochs", "3",
-                 "--cache", cache, *SMALL_HEAD]) == 0
+                 "--cache", cache, *MINILM, *SMALL_HEAD]) == 0
     assert "all 24 trajectories from the cache (no forward pass)" in capsys.readouterr().out
 
     assert main(["score", str(tmp_path / "m1"), str(small_jsonl), "--cache", cache,
@@ -32,7 +33,7 @@ def test_train_then_score_and_second_run_uses_the_cache(tmp_path, small_jsonl, c
 def test_score_writes_jsonl(tmp_path, small_jsonl, capsys):
     cache = str(tmp_path / "cache")
     main(["train", str(small_jsonl), "--out", str(tmp_path / "m"), "--epochs", "1", "--cache",
-          cache, *SMALL_HEAD])
+          cache, *MINILM, *SMALL_HEAD])
     out = tmp_path / "scores.jsonl"
     assert main(["score", str(tmp_path / "m"), str(small_jsonl), "--out", str(out),
                  "--cache", cache, "--no-progress"]) == 0
@@ -106,7 +107,7 @@ def test_killed_embed_resumes_and_matches_an_uninterrupted_run(tmp_path):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cache = tmp_path / "cache"
     cmd = [sys.executable, "-m", "prmkit.cli", "embed", str(data), "--cache", str(cache),
-           "--shard-size", "10", "--no-progress", "--json"]
+           "--shard-size", "10", "--no-progress", "--json", "--backbone", "minilm"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not list(cache.glob("*/shard-*.json")):
@@ -121,7 +122,7 @@ def test_killed_embed_resumes_and_matches_an_uninterrupted_run(tmp_path):
     report = json.loads(resumed.stdout)
     assert (report["cached"], report["computed"]) == (done, 90 - done)  # nothing redone
 
-    backbone = Backbone(EmbedConfig())
+    backbone = Backbone(EmbedConfig(backbone="minilm"))
     trajectories = [Trajectory.from_dict(r) for r in rows]
     fresh = EmbeddingCache(tmp_path / "fresh", backbone.fingerprint)
     reference, _ = embed_trajectories(trajectories, backbone, fresh, progress=False,
@@ -174,5 +175,5 @@ def test_a_step_with_no_tokens_is_named_by_file_and_line(tmp_path, capsys):
     bad.write_text('{"question": "What is 1 + 1?", "steps": ["1 + 1 = 2."], "labels": [1]}\n'
                    '{"question": "What is 2 + 2?", "steps": ["2 + 2 = 4.", "\\u200b"]}\n')
     assert main(["train", str(bad), "--out", str(tmp_path / "m"), "--cache",
-                 str(tmp_path / "cache")]) == 2
+                 str(tmp_path / "cache"), "--backbone", "minilm"]) == 2
     assert f"{bad}:2: steps[1]: the step produces no tokens" in capsys.readouterr().err

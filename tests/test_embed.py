@@ -47,7 +47,7 @@ def test_step_pooling_by_hand(minilm):
 
 
 def test_left_truncation_keeps_the_current_step_and_is_counted():
-    backbone = Backbone(EmbedConfig(max_length=24))
+    backbone = Backbone(EmbedConfig(backbone="minilm", max_length=24))
     long_q = "word " * 40
     feats, report = embed_trajectories([Trajectory(long_q, ["a short step.", "another one."])],
                                        backbone, progress=False)
@@ -60,7 +60,7 @@ def test_left_truncation_keeps_the_current_step_and_is_counted():
     assert len(job.input_ids) == 24 and job.input_ids[-len(step_ids) - 1:-1] == step_ids
     (_, start, end), = job.spans
     assert job.input_ids[start:end] == step_ids
-    strict = Backbone(EmbedConfig(max_length=24, truncation="error"))
+    strict = Backbone(EmbedConfig(backbone="minilm", max_length=24, truncation="error"))
     with pytest.raises(PrmkitError, match="the backbone allows 24"):
         embed_trajectories([Trajectory(long_q, ["a short step."])], strict, progress=False)
 
@@ -143,13 +143,21 @@ def test_single_pass_equals_per_prefix_on_causal_models(tmp_path, minilm, model_
         assert np.abs(x - y).max() <= 1e-5 * np.abs(y).max()
 
 
-def test_batches_are_sorted_within_budget_and_mostly_real_tokens(minilm):
-    # lengths 10 10 11 | 20 21 | 100: adding 20 to the first batch would pad it to 4 x 20 = 80
-    # for 51 real tokens (0.64 < 0.9); adding 100 to [20, 21] gives 141 real in 300 padded.
-    assert minilm.plan_batches([10, 10, 11, 20, 21, 100]) == [[0, 1, 2], [3, 4], [5]]
+def test_batches_minimize_padding_plus_a_cost_per_batch(minilm):
+    from prmkit.embed.backbone import BATCH_OVERHEAD_TOKENS
+
+    assert BATCH_OVERHEAD_TOKENS == 256
+    # lengths 10 10 11 20 21 | 100, each batch costing 256 + rows x longest:
+    #   one batch:             256 + 6 x 100                      = 856
+    #   [10 10 11 20 21][100]: 256 + 5 x 21 + 256 + 100            = 717  (the least)
+    #   [10 10 11][20 21][100]: 3 x 256 + 3 x 11 + 2 x 21 + 100    = 943
+    assert minilm.plan_batches([100, 10, 21, 10, 11, 20]) == [[1, 3, 4, 5, 2], [0]]
     small = minilm.with_layer(-1)
-    small.config = EmbedConfig(batch_tokens=30)
-    assert small.plan_batches([10, 10, 10, 10]) == [[0, 1, 2], [3]]  # 4 x 10 > 30
+    small.config = EmbedConfig(backbone="minilm", batch_tokens=30)
+    # at most 3 rows of 10 per batch (4 x 10 > 30); every split costs 552: the first is kept
+    assert small.plan_batches([10, 10, 10, 10]) == [[0], [1, 2, 3]]
+    # rows longer than the budget still run, one per batch
+    assert small.plan_batches([40, 50]) == [[0], [1]]
 
 
 def test_with_layer_shares_the_model_and_checks_the_index(minilm):
@@ -164,9 +172,10 @@ def test_forward_reports_each_batch_for_progress_bars(minilm):
     tokens = minilm.tokenize(Q, STEPS)
     jobs, _ = minilm.jobs(0, tokens)
     seen = []
-    minilm.forward(jobs, on_batch=lambda steps, stats: seen.append((steps, stats.forward_batches)))
+    minilm.forward(jobs, on_batch=lambda steps, tokens: seen.append((steps, tokens)))
     assert sum(steps for steps, _ in seen) == 2  # one row per step, each seen once
-    assert [n for _, n in seen] == list(range(1, len(seen) + 1))
+    # per prefix: the rows are [CLS] q s0 [SEP] and [CLS] q s0 s1 [SEP]
+    assert sum(n for _, n in seen) == (2 + tokens.ends[0]) + (2 + tokens.ends[1])
 
 
 def test_several_layers_in_one_pass_equal_each_layer_alone(minilm):
@@ -195,11 +204,34 @@ def test_single_pass_equals_per_prefix_when_contexts_are_cut(tmp_path, minilm):
 
 def test_single_pass_on_a_bidirectional_encoder_is_refused():
     with pytest.raises(PrmkitError, match="not a causal LM"):
-        Backbone(EmbedConfig(mode="single_pass"))
+        Backbone(EmbedConfig(backbone="minilm", mode="single_pass"))
 
 
 def test_truncation_error_holds_for_steps_embedded_alone():
-    strict = Backbone(EmbedConfig(context="none", max_length=8, truncation="error"))
+    strict = Backbone(EmbedConfig(backbone="minilm", context="none", max_length=8, truncation="error"))
     with pytest.raises(PrmkitError, match="1 steps are longer than the backbone allows"):
         embed_trajectories([Trajectory("q", ["one two three four five six seven eight", "ok"])],
                            strict, progress=False)
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_forward_stops_at_the_read_layer_and_equals_the_full_forward(tmp_path, minilm,
+                                                                      model_type):
+    folder = tiny_causal_lm(model_type, tmp_path / model_type, minilm.path)
+    backbone = Backbone(EmbedConfig(backbone=str(folder), layer=1, features="hidden"))  # of 2
+    assert backbone.layers_run == 1
+    ids = torch.tensor([backbone.tokenize(Q, STEPS).ids])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        full = backbone.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    ran = []
+    blocks = [m for m in backbone.base_model.modules() if isinstance(m, torch.nn.ModuleList)][0]
+    handle = blocks[1].register_forward_hook(lambda *_: ran.append(1))
+    read, final = backbone.run(ids, mask)
+    handle.remove()
+    assert ran == [] and final is None  # layer 1 never ran
+    torch.testing.assert_close(read, full.hidden_states[1], rtol=1e-6, atol=1e-6)
+    # the last layer is the final-normed state, as hidden_states[-1] is
+    read_last, _ = backbone.with_layer((1, -1)).run(ids, mask)
+    torch.testing.assert_close(read_last[..., 32:], full.hidden_states[-1], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(read_last[..., 32:], full.last_hidden_state, rtol=1e-6, atol=1e-6)

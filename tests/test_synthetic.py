@@ -290,3 +290,33 @@ def test_problems_and_solver_pickle():
     assert problem.reference_steps[0] == ("Hana buys 8 buckets of 9 seashells, so she has "
                                           "8 * 9 = 72 seashells.")
     assert problem.answer == 150
+
+
+def test_error_details_and_shared_misconceptions():
+    from prmkit.data.synthetic import Misconception
+
+    p = pens_problem()
+    # 36 - 5 = 32 is off by one: a small slip; 36 - 5 = 13 swaps digits: a digit error
+    small = label_solution(p, [S0, "After giving 5 to Mia, Tom has 36 - 5 = 32 pens.", S2, ANSWER])
+    digit = label_solution(p, [S0, "After giving 5 to Mia, Tom has 36 - 5 = 13 pens.", S2, ANSWER])
+    check = label_solution(p, [S0, "To check, 36 / 12 = 4.", S1, S2, ANSWER])
+    assert (small.meta["error_details"], digit.meta["error_details"],
+            check.meta["error_details"]) == (["small_slip"], ["digit_error"], ["false_check"])
+    assert small.meta["error_shared"] == [False]
+    wrong_op = ["Tom buys 3 boxes of 12 pens, so he has 3 + 12 = 15 pens.",
+                "After giving 5 to Mia, Tom has 15 - 5 = 10 pens.",
+                "Selling them at 2 dollars each, Tom earns 10 * 2 = 20 dollars.", "The answer is 20."]
+    assert label_solution(p, wrong_op).meta["error_shared"] == [False]  # spontaneous here
+    p.misconceptions = [Misconception(0, "wrong_operation", 0.5, op="+"),
+                        Misconception(1, "skipped_step", 0.5)]
+    t = label_solution(p, wrong_op)
+    assert t.meta["error_details"] == ["wrong_operation"] and t.meta["error_shared"] == [True]
+    skipped = label_solution(p, [S0, "Selling them at 2 dollars each, Tom earns 36 * 2 = 72 "
+                                     "dollars.", "The answer is 72."])
+    assert skipped.meta["error_details"] == ["skipped_step"]
+    assert skipped.meta["error_shared"] == [True]  # the misconception skips step 1
+    # another wrong operation at the same step is not the shared one
+    other = label_solution(p, [wrong_op[0].replace("3 + 12 = 15", "3 - 12 = -9")] + [
+        "After giving 5 to Mia, Tom has -9 - 5 = -14 pens.",
+        "Selling them at 2 dollars each, Tom earns -14 * 2 = -28 dollars.", "The answer is -28."])
+    assert other.meta["error_shared"] == [False]

@@ -14,6 +14,7 @@ from prmkit.model import PRMConfig
 from prmkit.records import Trajectory
 from prmkit.train import (CHECKPOINT_NAME, SUMMARY_NAME, TrainConfig, split_by_question, train,
                           training_labels)
+from prmkit.embed import EmbedConfig
 from prmkit.workflows import embed_data
 
 from conftest import make_rows
@@ -83,11 +84,12 @@ def run_cli(args, env):
 
 def test_kill_9_then_rerun_resumes_to_bit_identical_weights(tmp_path, small_jsonl):
     env = dict(os.environ, PRMKIT_CACHE=str(tmp_path / "cache"))
-    embed_data(small_jsonl, cache_dir=tmp_path / "cache", progress=False)  # embed once, up front
+    embed_data(small_jsonl, EmbedConfig(backbone="minilm"), cache_dir=tmp_path / "cache",
+               progress=False)  # embed once, up front
     args = lambda out: ["train", str(small_jsonl), "--out", str(out), "--epochs", "25",
                         "--batch-size", "2", "--patience", "25", "--hidden-size", "32",
                         "--num-layers", "1", "--num-heads", "2", "--checkpoint-every", "1",
-                        "--threads", "1", "--no-progress", "--json"]
+                        "--threads", "1", "--no-progress", "--json", "--backbone", "minilm"]
     reference = run_cli(args(tmp_path / "ref"), env)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
@@ -116,7 +118,7 @@ def test_compare_layers_scores_each_layer_beside_content_free_heads(small_jsonl,
     from prmkit.embed import EmbedConfig
     from prmkit.workflows import compare_layers
 
-    rows = compare_layers(small_jsonl, EmbedConfig(), [2, -1], cache_dir=tmp_path,
+    rows = compare_layers(small_jsonl, EmbedConfig(backbone="minilm"), [2, -1], cache_dir=tmp_path,
                           head={"hidden_size": 16, "num_layers": 1, "num_heads": 2},
                           config=TrainConfig(epochs=2, val_fraction=0.25), seeds=(0, 1),
                           progress=False)

@@ -11,7 +11,7 @@ import json
 import sys
 
 from prmkit.embed import EmbedConfig, describe
-from prmkit.embed.backbone import DTYPES, POOLINGS
+from prmkit.embed.backbone import DEFAULT_BACKBONE, DTYPES, FEATURES, POOLINGS
 from prmkit.errors import PrmkitError
 from prmkit._io import jsonable
 from prmkit.demo import DemoConfig
@@ -20,9 +20,15 @@ from prmkit.train import TrainConfig
 
 def _add_embed_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("step embeddings")
-    g.add_argument("--backbone", default="minilm",
-                   help="short name (minilm), local folder or Hugging Face id (default: minilm, "
-                        "the bundled all-MiniLM-L6-v2)")
+    g.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help="short name (smollm2: SmolLM2-135M-Instruct, a causal LM reading each "
+                        "step in context; minilm: the bundled all-MiniLM-L6-v2 sentence "
+                        "encoder), a local folder, a .gguf file, or a Hugging Face id")
+    g.add_argument("--features", choices=FEATURES, default=None,
+                   help="hidden: pooled hidden states; surprise: the causal LM's own "
+                        "log-probabilities of the step's tokens (needs its LM head and every "
+                        "layer); both: side by side (default: both for a causal LM, hidden for "
+                        "an encoder)")
     g.add_argument("--pooling", choices=POOLINGS, default="step",
                    help="step: mean of the step's tokens in context (default); last: the state "
                         "at the step's last token; prefix: mean over the whole prefix")
@@ -32,7 +38,9 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--context", choices=("prefix", "none"), default="prefix",
                    help="prefix: each step with the question and earlier steps; none: each step "
                         "on its own (cheap on large pools, but the vector lacks the question)")
-    g.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    g.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="weights' dtype (default: the backbone's: bfloat16 for smollm2, else "
+                        "float32)")
     g.add_argument("--max-length", type=int, default=None,
                    help="context limit in tokens (default: the backbone's); longer contexts are "
                         "cut from the left")
@@ -53,7 +61,7 @@ def _config(cls, **kwargs):
 def _embed_config(args) -> EmbedConfig:
     return _config(EmbedConfig, backbone=args.backbone, pooling=args.pooling, layer=args.layer,
                    dtype=args.dtype, max_length=args.max_length,
-                   context=args.context)
+                   context=args.context, features=args.features)
 
 
 def _cache_dir(args):
@@ -164,21 +172,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "every later step labelled wrong")
     _add_common(q)
 
-    p = sub.add_parser("demo", help="the whole loop on the built-in synthetic world: train a PRM, "
-                       "an ORM and content-free baselines, report best-of-N with intervals",
+    p = sub.add_parser("demo", help="the whole loop on the built-in synthetic world: PRMs on "
+                       "SmolLM2 reading steps in context and on MiniLM reading them alone, an ORM "
+                       "and content-free heads; best-of-N with intervals, what each PRM catches",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="folder for report.md, results.json, "
                    "bestofn.png and the trained heads")
-    dd = DemoConfig()
-    p.add_argument("--train-problems", type=int, default=dd.train_problems)
-    p.add_argument("--train-pool", type=int, default=dd.train_pool,
-                   help="candidates per training problem")
-    p.add_argument("--test-problems", type=int, default=dd.test_problems,
-                   help="held-out problems")
-    p.add_argument("--test-pool", type=int, default=dd.test_pool,
-                   help="candidates per held-out problem (M; accuracy at N averages N-subsets)")
-    p.add_argument("--ns", type=int, nargs="+", default=list(dd.ns), help="values of N")
-    p.add_argument("--seed", type=int, default=dd.seed)
+    p.add_argument("--quick", action="store_true",
+                   help="the 3-minute demo: MiniLM only, each step embedded on its own, 300 "
+                        "held-out pools of 64")
+    full, quick = DemoConfig(), DemoConfig.quick()
+    sizes = "(default: {} full, {} with --quick)"
+    p.add_argument("--train-problems", type=int, default=None,
+                   help="training problems " + sizes.format(full.train_problems,
+                                                            quick.train_problems))
+    p.add_argument("--train-pool", type=int, default=None,
+                   help="candidates per training problem " + sizes.format(full.train_pool,
+                                                                          quick.train_pool))
+    p.add_argument("--test-problems", type=int, default=None,
+                   help="held-out problems " + sizes.format(full.test_problems,
+                                                            quick.test_problems))
+    p.add_argument("--test-pool", type=int, default=None,
+                   help="candidates per held-out problem (M; accuracy at N averages N-subsets) "
+                        + sizes.format(full.test_pool, quick.test_pool))
+    p.add_argument("--ns", type=int, nargs="+", default=list(full.ns), help="values of N")
+    p.add_argument("--seed", type=int, default=full.seed)
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
     _add_common(p)
     return parser
@@ -322,9 +340,15 @@ def _print_stats(result: dict) -> None:
 def cmd_demo(args) -> dict:
     from prmkit.demo import run_demo
 
-    config = _config(DemoConfig, train_problems=args.train_problems, train_pool=args.train_pool,
-                     test_problems=args.test_problems, test_pool=args.test_pool,
-                     ns=tuple(args.ns), seed=args.seed)
+    sizes = {name: value for name, value in (
+        ("train_problems", args.train_problems), ("train_pool", args.train_pool),
+        ("test_problems", args.test_problems), ("test_pool", args.test_pool))
+        if value is not None}
+    try:
+        make = DemoConfig.quick if args.quick else DemoConfig
+        config = make(**sizes, ns=tuple(args.ns), seed=args.seed)
+    except ValueError as e:
+        raise PrmkitError(str(e)) from None
     results = run_demo(args.out, config, args.cache, progress=not args.no_progress)
     if not args.json:
         print(results.pop("report"))

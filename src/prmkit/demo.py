@@ -1,19 +1,25 @@
-"""``prmkit demo``: the whole loop on the embedded default, offline, in a few minutes on a CPU.
+"""``prmkit demo``: the whole loop on the embedded default, offline, on a CPU.
 
-Reads top to bottom: generate the synthetic world (training pools and held-out pools) → embed
-every step with the bundled encoder (cached) → train the PRM, the ORM and two content-free heads
-(random features; step length only) → score every held-out candidate → best-of-N for each method
-with paired bootstrap intervals → report (table, report.md, results.json, bestofn.png).
+Reads top to bottom: the synthetic world (training pools and held-out pools) → step features
+from two backbones, through the cache: the default causal LM reading every step in context (its
+hidden states and its own surprise, in one pass) and the bundled MiniLM reading each step alone
+→ heads: a PRM per backbone and feature set, an ORM, and two content-free heads (random
+features; step length only) → held-out step AUROC, and recall by error kind at a threshold chosen
+on validation questions → best-of-N on the final answer and on the whole process, with paired
+bootstrap intervals → report (report.md, results.json, bestofn.png).
 
-The numbers are the result: nothing here is tuned to make the PRM look good. The report says in
-words whether the PRM beat majority vote and the ORM, with the paired interval of the difference.
+``DemoConfig.quick()`` is the 3-minute version: MiniLM alone, steps embedded on their own.
+
+The numbers are the result: nothing here is tuned to make the PRM look good. The verdict's
+methods are fixed in advance (``PRIMARY``) and the report says in words whether they beat
+majority vote, with the paired interval of the difference.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,43 +30,63 @@ from prmkit.aggregate import AGGREGATIONS
 from prmkit.baselines import length_features, random_features
 from prmkit.data import synthetic
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
-from prmkit.metrics import auroc
+from prmkit.embed.backbone import CAUSAL_FEATURES
+from prmkit.embed.surprise import NUM_SURPRISE
+from prmkit.metrics import auroc, flag_threshold, recall_below
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory
+from prmkit.report import curve_table, interval, pct, plot_curves, table
 from prmkit.scorer import aggregate_all, score_features
 from prmkit.select import Pool
-from prmkit.train import TrainConfig, train
+from prmkit.train import TrainConfig, split_by_question, train
 
 
 @dataclass
 class DemoConfig:
-    train_problems: int = 300
+    train_problems: int = 600
     train_pool: int = 8
-    test_problems: int = 300
-    test_pool: int = 64
+    test_problems: int = 200
+    test_pool: int = 24
     ns: tuple[int, ...] = (1, 2, 4, 8, 16)
     seed: int = 0
     num_subsets: int = 200
     bootstrap: int = 2000
-    # A smaller head than the spec's 512 x 4: the demo must train four heads in seconds on 2 cores.
+    # A smaller head than the spec's 512 x 4: the demo trains seven heads in about a minute.
     head: dict = field(default_factory=lambda: {"hidden_size": 128, "num_layers": 2,
                                                 "num_heads": 4, "dropout": 0.1})
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=12, batch_size=64, lr=1e-3, patience=3, val_fraction=0.1))
-    # Each step embedded on its own: per-prefix contexts over 300 x 64 candidates would cost
-    # ~10M encoder tokens (about an hour on 2 cores); distinct steps cost ~0.5M.
-    embed: EmbedConfig = field(default_factory=lambda: EmbedConfig(context="none"))
+    # The backbone reading each step in context; None for the quick demo. It is read with
+    # features "both" so one pass gives every feature set (hidden, surprise, both) to compare.
+    context: EmbedConfig | None = field(default_factory=lambda: EmbedConfig(features="both"))
+    # The verdict's PRM reads these features of the context backbone: the library's default.
+    features: str = CAUSAL_FEATURES
+    # The sentence encoder reading each step on its own, side by side (the quick demo's PRM).
+    alone: EmbedConfig = field(default_factory=lambda: EmbedConfig(backbone="minilm",
+                                                                   context="none"))
 
     def __post_init__(self):
         if min(self.ns) < 1 or max(self.ns) > self.test_pool:
             raise ValueError(f"every N must be in [1, test_pool={self.test_pool}]")
         if self.train_problems < 2 or self.test_problems < 1:
             raise ValueError("need at least 2 training problems and 1 held-out problem")
+        if self.context is not None and self.context.features not in ("both", self.features):
+            raise ValueError(f"the context backbone reads features {self.context.features!r}, "
+                             f"not the PRM's {self.features!r}")
+
+    @classmethod
+    def quick(cls, **overrides) -> "DemoConfig":
+        """The 3-minute demo: MiniLM with each step on its own, 300 training pools of 8, 300
+        held-out pools of 64."""
+        return cls(**{"train_problems": 300, "test_problems": 300, "test_pool": 64,
+                      "context": None, **overrides})
 
 
 PRM_AGGREGATIONS = ("product", "min", "mean", "last", "sum")
-# The verdict's PRM method, fixed in advance: min, the weakest step, as in Math-Shepherd.
-PRIMARY = "PRM (min)"
+# The verdict's methods, fixed in advance: the weakest step (min, as in Math-Shepherd), alone and
+# as weights of a vote, each against majority vote at the largest N.
+PRIMARY = ("PRM (min)", "PRM-weighted majority (min)")
+ALONE = "MiniLM, steps alone"
 CONTENT_FREE = ("random features", "length only")
 
 
@@ -74,6 +100,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = cache_dir or default_cache_dir()
 
     # 1. The world: held-out problems come from another seed, and any question that also
     #    appears in training is dropped from the held-out set.
@@ -83,52 +110,69 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     test_world = [p for p in test_world if p.problem.question not in seen]
     train_data = [t for p in train_world for t in p.trajectories]
     test_data = [t for p in test_world for t in p.trajectories]
-    world_stats = synthetic.pool_stats(test_world)
     _log(f"world: {len(train_data)} training candidates for {len(train_world)} problems, "
          f"{len(test_data)} held-out candidates for {len(test_world)} problems", started)
 
-    # 2. Step embeddings, through the cache.
-    backbone = Backbone(config.embed)
-    cache = EmbeddingCache(cache_dir or default_cache_dir(), backbone.fingerprint)
-    features, embed_report = embed_trajectories(train_data + test_data, backbone, cache,
-                                                progress=progress)
-    train_feats, test_feats = features[:len(train_data)], features[len(train_data):]
-    _log(f"embedded {embed_report['steps']} steps ({embed_report['computed']} solutions computed, "
-         f"{embed_report['cached']} from the cache)", started)
+    # 2. Step features from each backbone, through the cache. The context backbone's vectors
+    #    hold the read layers' states, then the surprise features: each set is a slice.
+    feature_sets, embedding = {}, {}
+    alone = Backbone(config.alone)
+    feats, embedding[ALONE] = _embed(alone, train_data + test_data, cache_dir, progress)
+    feature_sets[ALONE] = feats
+    _log(f"{ALONE}: {_describe(embedding[ALONE])}", started)
+    primary = ALONE
+    if config.context is not None:
+        backbone = Backbone(config.context)
+        label = _label(backbone)
+        feats, embedding[label] = _embed(backbone, train_data + test_data, cache_dir, progress)
+        _log(f"{label}: {_describe(embedding[label])}", started)
+        hidden = backbone.hidden_size - (NUM_SURPRISE if config.context.features != "hidden"
+                                         else 0)
+        slices = {"hidden": slice(0, hidden), "surprise": slice(hidden, None),
+                  "both": slice(None)}
+        names = ("hidden", "surprise", "both") if config.context.features == "both" \
+            else (config.context.features,)
+        for name in names:
+            feature_sets[_set_name(label, name, backbone)] = [f[:, slices[name]] for f in feats]
+        primary = _set_name(label, config.features, backbone)
+    n_train = len(train_data)
+    heads = {name: (f[:n_train], f[n_train:], "step") for name, f in feature_sets.items()}
+    heads["ORM"] = (feature_sets[primary][:n_train], feature_sets[primary][n_train:], "outcome")
+    width = feature_sets[primary][0].shape[1]
+    heads["random features"] = (random_features(train_data, width, config.seed),
+                                random_features(test_data, width, config.seed + 1), "step")
+    heads["length only"] = (length_features(train_data), length_features(test_data), "step")
 
-    # 3. Four heads, one recipe: the PRM, the ORM, and the two content-free baselines.
-    feature_sets = {
-        "PRM": (train_feats, test_feats, "step"),
-        "ORM": (train_feats, test_feats, "outcome"),
-        "random features": (random_features(train_data, backbone.hidden_size, config.seed),
-                            random_features(test_data, backbone.hidden_size, config.seed + 1),
-                            "step"),
-        "length only": (length_features(train_data), length_features(test_data), "step"),
-    }
-    step_probs, summaries = {}, {}
-    for name, (train_x, test_x, target) in feature_sets.items():
-        model_config = PRMConfig(input_dim=train_x[0].shape[1], target=target,
-                                 embed=asdict(backbone.config),
-                                 backbone_fingerprint=backbone.fingerprint if name in ("PRM", "ORM")
-                                 else {"features": name}, **config.head)
-        train_config = TrainConfig(**{**asdict(config.train), "target": target,
-                                      "seed": config.seed})
-        folder = out_dir / "models" / name.replace(" ", "-").lower()
+    # 3. Heads, one recipe for all; a flagging threshold per PRM from its validation questions.
+    _, val_idx = split_by_question(train_data, config.train.val_fraction, config.seed)
+    step_probs, summaries, thresholds = {}, {}, {}
+    for name, (train_x, test_x, target) in heads.items():
+        folder = out_dir / "models" / "".join(c if c.isalnum() else "-" for c in name.lower())
+        model_config = PRMConfig(input_dim=train_x[0].shape[1], target=target, **config.head)
+        train_config = replace(config.train, target=target, seed=config.seed)
         summaries[name] = train(train_data, train_x, model_config, train_config, folder,
                                 progress=progress, overwrite=True)
         head = PRMHead.from_pretrained(folder)
         step_probs[name] = score_features(head, test_x)
+        if target == "step":
+            val_probs = score_features(head, [train_x[i] for i in val_idx])
+            pairs = [(p, label) for i, probs in zip(val_idx, val_probs)
+                     for p, label in zip(probs, train_data[i].labels) if label is not None]
+            thresholds[name] = flag_threshold(*zip(*pairs))
         _log(f"trained {name} head (best epoch {summaries[name]['best_epoch']})", started)
 
-    # 4. Step-level quality on held-out labelled steps, every head beside the content-free ones.
+    # 4. Step-level quality on held-out labelled steps, and what each PRM catches.
     gold = [(i, t, label) for i, traj in enumerate(test_data)
             for t, label in enumerate(traj.labels) if label is not None]
     step_auroc = {name: auroc([probs[i][t] for i, t, _ in gold], [label for _, _, label in gold])
                   for name, probs in step_probs.items() if name != "ORM"}
+    prms = [name for name in heads if heads[name][2] == "step"]
+    error_kinds = {name: error_kind_table(test_data, step_probs[name], thresholds[name])
+                   for name in prms}
 
-    # 5. Best-of-N.
-    scores = {name: aggregate_all(probs, AGGREGATIONS) for name, probs in step_probs.items()}
-    pools = _select_pools(test_world, test_data, scores)
+    # 5. Best-of-N, on the final answer and on the whole process.
+    names = {primary: "PRM", "ORM": "ORM", **{n: n for n in heads if n not in (primary, "ORM")}}
+    scores = {names[n]: aggregate_all(probs, AGGREGATIONS) for n, probs in step_probs.items()}
     methods = {f"PRM ({how})": ("prm", f"PRM/{how}") for how in PRM_AGGREGATIONS}
     methods.update({
         "PRM-weighted majority (min)": ("weighted_majority", "PRM/min"),
@@ -137,59 +181,125 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
         "random": ("random", None),
         "longest": ("longest", None),
         "shortest": ("shortest", None),
-        "random-feature head (min)": ("prm", "random features/min"),
-        "length-only head (min)": ("prm", "length only/min"),
     })
-    curve = bestofn.best_of_n_curve(pools, methods, config.ns, config.num_subsets, config.seed)
-    intervals = {n: bestofn.paired_bootstrap({name: curve[name][n] for name in curve},
-                                             config.bootstrap, config.seed) for n in config.ns}
-    table = {name: {n: intervals[n][name] for n in config.ns} for name in curve}
-    difficulty = np.array([p.problem.difficulty for p in test_world])
-    buckets = np.array([_bucket(d) for d in difficulty])
+    for name in prms:
+        if name != primary:
+            methods[f"{name} (min)"] = ("prm", f"{name}/min")
+            methods[f"{name}, weighted majority (min)"] = ("weighted_majority", f"{name}/min")
     n_max = max(config.ns)
-    by_difficulty = {name: bestofn.group_mean(curve[name][n_max], buckets) for name in curve}
-    bucket_sizes = {b: int((buckets == b).sum()) for b in sorted(set(buckets))}
-    comparisons = {other: bestofn.bootstrap_diff(curve[PRIMARY][n_max], curve[other][n_max],
+    results = {"config": _config_dict(config), "primary_head": primary, "primary": list(PRIMARY),
+               "n_max": n_max, "test_problems": len(test_world), "test_pool": config.test_pool,
+               "train_candidates": n_train, "world_stats": synthetic.pool_stats(test_world),
+               "real_ranges": synthetic.REAL_RANGES, "embedding": embedding,
+               "training": summaries, "step_auroc": step_auroc, "thresholds": thresholds,
+               "error_kinds": error_kinds}
+    for target in ("answer", "process"):
+        pools = _select_pools(test_world, test_data, scores, target)
+        curve = bestofn.best_of_n_curve(pools, methods, config.ns, config.num_subsets,
+                                        config.seed)
+        intervals = {n: bestofn.paired_bootstrap({name: curve[name][n] for name in curve},
                                                  config.bootstrap, config.seed)
-                   for other in ("majority vote", "ORM", "longest", "length-only head (min)",
-                                 "random")}
+                     for n in config.ns}
+        results[f"best_of_n_{target}"] = {name: {str(n): intervals[n][name] for n in config.ns}
+                                          for name in curve}
+        results[f"vs_majority_{target}"] = {
+            name: bestofn.bootstrap_diff(curve[name][n_max], curve["majority vote"][n_max],
+                                         config.bootstrap, config.seed)
+            for name in methods if name != "majority vote"}
+        if target == "answer":
+            buckets = np.array([_bucket(p.problem.difficulty) for p in test_world])
+            results["by_difficulty"] = {name: bestofn.group_mean(curve[name][n_max], buckets)
+                                        for name in curve}
+            results["difficulty_buckets"] = {b: int((buckets == b).sum())
+                                             for b in sorted(set(buckets))}
     _log("best-of-N evaluated", started)
 
-    results = {
-        "config": {**asdict(config), "embed": asdict(config.embed), "train": asdict(config.train)},
-        "world_stats": world_stats, "real_ranges": synthetic.REAL_RANGES,
-        "embedding": embed_report, "training": summaries, "step_auroc": step_auroc,
-        "best_of_n": {name: {str(n): v for n, v in row.items()} for name, row in table.items()},
-        "by_difficulty": {name: {str(k): v for k, v in row.items()}
-                          for name, row in by_difficulty.items()},
-        "difficulty_buckets": bucket_sizes, "primary": PRIMARY,
-        "primary_vs": comparisons, "n_max": n_max,
-        "test_problems": len(test_world), "test_pool": config.test_pool,
-    }
     results["seconds"] = round(time.perf_counter() - started, 1)
     text = render_report(results)
     write_json(out_dir / "results.json", results)
     with atomic_open(out_dir / "report.md") as f:
         f.write(text)
-    plot_curves(table, config.ns, out_dir / "bestofn.png",
-                banded=(PRIMARY, "majority vote", "ORM", "random", bestofn.ORACLE))
+    curves = {name: {n: row[str(n)] for n in config.ns}
+              for name, row in results["best_of_n_answer"].items()
+              if not name.endswith("weighted majority (min)") or name == PRIMARY[1]}
+    plot_curves(curves, config.ns, out_dir / "bestofn.png",
+                title="Best-of-N on held-out synthetic problems (95% bands for some methods)",
+                banded=(*PRIMARY, "majority vote", "random", bestofn.ORACLE))
     _log(f"wrote {out_dir / 'report.md'}, results.json and bestofn.png", started)
     results["report"] = text
     return results
 
 
+def _embed(backbone: Backbone, data: list[Trajectory], cache_dir, progress: bool):
+    cache = EmbeddingCache(cache_dir, backbone.fingerprint)
+    return embed_trajectories(data, backbone, cache, progress=progress)
+
+
+def _describe(report: dict) -> str:
+    line = (f"{report['steps']} steps, {report['computed']} solutions computed, "
+            f"{report['cached']} from the cache")
+    if report["input_tokens"]:
+        line += (f"; {report['real_tokens']} of {report['input_tokens']} tokens through the model "
+                 f"({report['real_tokens'] / report['input_tokens']:.2f}) in "
+                 f"{report['seconds']:.0f} s")
+    return line
+
+
+def _label(backbone: Backbone) -> str:
+    name = {"smollm2": "SmolLM2"}.get(backbone.config.backbone, Path(backbone.config.backbone).name)
+    return f"{name} in context"
+
+
+def _set_name(label: str, features: str, backbone: Backbone) -> str:
+    if features == "hidden":
+        return f"{label}: hidden (layer {backbone.config.layer})"
+    return f"{label}: {features}"
+
+
+def _config_dict(config: DemoConfig) -> dict:
+    return {**asdict(config), "train": asdict(config.train),
+            "context": asdict(config.context) if config.context is not None else None,
+            "alone": asdict(config.alone)}
+
+
+def error_kind_table(data: list[Trajectory], step_probs: list[list[float]],
+                     threshold: float) -> list[dict]:
+    """Step AUROC (each kind's first wrong steps against every good step) and recall at
+    ``threshold`` (the share of those steps flagged), by error kind and by whether the error is a
+    shared misconception or spontaneous; a row for all errors last."""
+    good = [p for probs, t in zip(step_probs, data) for p, label in zip(probs, t.labels)
+            if label == 1]
+    bad: dict[tuple[str, str], list[float]] = {}
+    for probs, t in zip(step_probs, data):
+        first = t.meta.get("first_error", -1)
+        if first >= 0:
+            origin = "shared" if t.meta["error_shared"][0] else "spontaneous"
+            bad.setdefault((t.meta["error_details"][0], origin), []).append(probs[first])
+    rows = []
+    keys = [(d, o) for d in synthetic.ERROR_DETAILS for o in ("shared", "spontaneous")
+            if (d, o) in bad]
+    for detail, origin in keys + [("all errors", "")]:
+        errors = bad.get((detail, origin)) or [p for v in bad.values() for p in v]
+        rows.append({"kind": detail, "origin": origin, "count": len(errors),
+                     "auroc": auroc(good + errors, [1] * len(good) + [0] * len(errors)),
+                     "recall": recall_below(errors, threshold)})
+    return rows
+
+
 def _select_pools(world: list[synthetic.ProblemPool], data: list[Trajectory],
-                  scores: dict[str, dict[str, list[float]]]) -> list[Pool]:
-    """One selection ``Pool`` per problem: answers, correctness, lengths and every method's
-    scores of its candidates (``data`` holds the world's candidates in order)."""
+                  scores: dict[str, dict[str, list[float]]], target: str) -> list[Pool]:
+    """One selection ``Pool`` per problem: answers, correctness (of the final answer, or of
+    every step for ``target="process"``), lengths and every method's scores of its candidates
+    (``data`` holds the world's candidates in order)."""
     pools, start = [], 0
     for pool in world:
         m = len(pool.trajectories)
         rows = data[start:start + m]
         named = {f"{head}/{how}": np.asarray(values[start:start + m], dtype=np.float64)
                  for head, by_how in scores.items() for how, values in by_how.items()}
-        pools.append(Pool(answers=[t.answer for t in rows],
-                          correct=np.array([bool(t.outcome) for t in rows]),
+        correct = [bool(t.outcome) if target == "answer" else t.meta["process_correct"]
+                   for t in rows]
+        pools.append(Pool(answers=[t.answer for t in rows], correct=np.array(correct),
                           lengths=np.array([t.num_steps for t in rows]), scores=named))
         start += m
     return pools
@@ -199,122 +309,137 @@ def _bucket(steps: int) -> str:
     return "2-3 steps" if steps <= 3 else "4-5 steps" if steps <= 5 else "6+ steps"
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:5.1f}"
-
+# --- the report ---------------------------------------------------------------------------------
 
 def render_report(r: dict) -> str:
-    ns = r["config"]["ns"]
-    n_max = r["n_max"]
+    ns, n_max, primary = r["config"]["ns"], r["n_max"], r["primary_head"]
+    answer, process = r["best_of_n_answer"], r["best_of_n_process"]
     lines = ["# prmkit demo: best-of-N on the synthetic world", ""]
     lines += [f"{r['test_problems']} held-out problems, pools of {r['test_pool']} candidates; "
-              f"accuracy at N averaged over random N-subsets of each pool; 95% intervals from a "
-              f"paired bootstrap over problems. Finished in {r['seconds']:.0f} s.", ""]
-    lines += ["## Best-of-N accuracy (%)", "",
-              "| method | " + " | ".join(f"N={n}" for n in ns) + " |",
-              "|---|" + "---|" * len(ns)]
-    for name, row in r["best_of_n"].items():
-        cells = [f"{_pct(row[str(n)]['mean'])} [{_pct(row[str(n)]['low']).strip()}, "
-                 f"{_pct(row[str(n)]['high']).strip()}]" for n in ns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    buckets = list(r["difficulty_buckets"])
-    lines += ["", f"## By difficulty, N={n_max} (%)", "",
-              "| method | " + " | ".join(f"{b} ({r['difficulty_buckets'][b]})" for b in buckets)
-              + " |", "|---|" + "---|" * len(buckets)]
-    for name, row in r["by_difficulty"].items():
-        lines.append(f"| {name} | " + " | ".join(_pct(row[b]) for b in buckets) + " |")
-    lines += ["", "## Step-level AUROC on held-out labelled steps", "",
-              "| head | step AUROC |", "|---|---|"]
+              f"heads trained on {r['train_candidates']} candidates of other problems. Accuracy "
+              "at N is averaged over random N-subsets of each pool; 95% intervals come from a "
+              f"paired bootstrap over problems. The PRM is **{primary}**. Finished in "
+              f"{r['seconds']:.0f} s.", ""]
+    lines += ["## Verdict", "", f"Fixed in advance: {PRIMARY[0]} and {PRIMARY[1]} against "
+              f"majority vote at N={n_max}, on the final answer.", ""]
+    lines += [_versus(name, r["vs_majority_answer"][name], n_max) for name in PRIMARY]
+    lines += ["", "On the whole process (the chosen solution has no wrong step):", ""]
+    lines += [_versus(name, r["vs_majority_process"][name], n_max) for name in PRIMARY]
+    main = _main_rows(r)
+    lines += ["", "## Best-of-N accuracy, final answer (%)", ""]
+    lines += curve_table({k: answer[k] for k in main}, ns)
+    lines += ["", "## Best-of-N accuracy, whole process correct (%)", "",
+              "A solution counts only if every step is right; weighted majority and majority "
+              "vote pick a candidate with the chosen answer at random.", ""]
+    lines += curve_table({k: process[k] for k in (*PRIMARY, "ORM", "majority vote", "random",
+                                                  bestofn.ORACLE)}, ns)
+    lines += ["", f"## Backbones and feature sets, N={n_max}", "",
+              "Each PRM is the same head trained on the same solutions; only its step features "
+              "differ. Step AUROC is on held-out labelled steps.", ""]
+    def at(curves: dict, key: str) -> str:
+        return interval(curves[key][str(n_max)]) if key in curves else ""
+
+    rows = []
     for name, value in r["step_auroc"].items():
-        lines.append(f"| {name} | {value:.3f} |")
-    lines += ["", "## Verdict", ""]
-    best = r["primary"]
-    lines.append(f"{best} is the PRM method fixed before looking at results (choosing the best "
-                 "aggregation on these held-out problems would bias the verdict).")
-    lines.append("")
-    for other, d in r["primary_vs"].items():
-        verdict = ("beats" if d["low"] > 0 else "loses to" if d["high"] < 0 else
-                   "is not distinguishable from")
-        lines.append(f"- At N={n_max}, {best} {verdict} {other}: difference "
-                     f"{100 * d['mean']:+.1f} points [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}].")
+        key_min = "PRM (min)" if name == primary else f"{name} (min)"
+        key_wm = PRIMARY[1] if name == primary else f"{name}, weighted majority (min)"
+        rows.append([name + (" (the PRM)" if name == primary else ""), f"{value:.3f}",
+                     at(answer, key_min), at(answer, key_wm), at(process, key_min)])
+    rows.append(["majority vote", "", at(answer, "majority vote"), "",
+                 at(process, "majority vote")])
+    lines += table(["features", "step AUROC", "PRM (min), answer", "weighted majority, answer",
+                    "PRM (min), process"], rows)
+    lines += ["", "## What each PRM catches", "",
+              "Step AUROC of the first wrong steps of each kind against all good steps, and "
+              "recall: the share of them flagged at the threshold that maximizes F1 on the "
+              "training run's validation questions (thresholds: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in r["thresholds"].items()) + "). Shared: "
+              "one of the problem's misconceptions, made by many samples (where majority vote "
+              "fails); spontaneous: an error of one sample.", ""]
+    prms = list(r["error_kinds"])
+    first = r["error_kinds"][prms[0]]
+    rows = [[f"{row['kind'].replace('_', ' ')}" + (f" ({row['origin']})" if row["origin"] else ""),
+             str(row["count"])] + [_auroc_recall(r["error_kinds"][name][i]) for name in prms]
+            for i, row in enumerate(first)]
+    lines += table(["first error", "n"] + [f"{name}: AUROC / recall" for name in prms], rows)
+    buckets = list(r["difficulty_buckets"])
+    lines += ["", f"## By difficulty, N={n_max} (%)", ""]
+    lines += table(["method"] + [f"{b} ({r['difficulty_buckets'][b]})" for b in buckets],
+                   [[name] + [pct(r["by_difficulty"][name][b]) for b in buckets]
+                    for name in main])
     lines += ["", "## Why", ""] + _explain(r)
     lines += ["", "## The world beside real pools (CHAMP: GPT-3.5, GPT-4, GPT-4 Turbo, PaLM 2)", "",
               "```"] + synthetic.format_comparison(r["world_stats"]) + ["```", ""]
-    e = r["embedding"]
-    lines += ["## How this was run", "",
-              f"- Encoder: bundled all-MiniLM-L6-v2, each step embedded on its own "
-              f"(context='none'); {e['steps']} steps, {e['computed']} solutions computed, "
-              f"{e['cached']} from the cache.",
-              f"- Heads: {r['config']['head']}; training {r['config']['train']}.",
+    lines += ["## How this was run", ""]
+    for name, e in r["embedding"].items():
+        lines.append(f"- {name}: {_describe(e)}.")
+    context = r["config"]["context"]
+    if context is not None:
+        lines.append(f"- In-context backbone settings: {context}. SmolLM2-135M-Instruct ships as "
+                     "a 4-bit (Q4_1) GGUF file, dequantized on load: it is not the bf16 model.")
+    lines += [f"- Heads: {r['config']['head']}; training {r['config']['train']}.",
               "- Content-free baselines: the same head trained on random features, and on step "
               "length only (characters, words).", ""]
     return "\n".join(lines)
 
 
+def _main_rows(r: dict) -> list[str]:
+    """The methods of the main table: the PRM's, the baselines, the content-free heads and the
+    steps-alone PRM (the other feature sets have a table of their own)."""
+    answer, primary = r["best_of_n_answer"], r["primary_head"]
+    others = [f"{name} (min)" for name in (ALONE, *CONTENT_FREE) if name != primary]
+    return [k for k in answer if k.startswith("PRM") or k in (
+        "ORM", "majority vote", "random", "longest", "shortest", bestofn.ORACLE, *others)]
+
+
+def _auroc_recall(row: dict) -> str:
+    return f"{row['auroc']:.2f} / {row['recall']:.2f}"
+
+
+def _versus(name: str, d: dict, n_max: int) -> str:
+    verdict = ("beats" if d["low"] > 0 else "loses to" if d["high"] < 0 else
+               "is not distinguishable from")
+    return (f"- At N={n_max}, {name} {verdict} majority vote: difference "
+            f"{100 * d['mean']:+.1f} points [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}].")
+
+
 def _explain(r: dict) -> list[str]:
     """What the numbers say, in words, decided by the numbers themselves."""
-    n_max, rows = r["n_max"], r["best_of_n"]
+    n_max, rows, primary = r["n_max"], r["best_of_n_answer"], r["primary_head"]
     at = lambda name: rows[name][str(n_max)]["mean"]
-    prm_auc, len_auc = r["step_auroc"]["PRM"], r["step_auroc"]["length only"]
-    rand_auc = r["step_auroc"]["random features"]
+    aucs = r["step_auroc"]
+    prm_auc, len_auc, rand_auc = aucs[primary], aucs["length only"], aucs["random features"]
     out = []
     if prm_auc <= len_auc + 0.02:
         out.append(f"- The PRM's step AUROC ({prm_auc:.3f}) is within 0.02 of the length-only "
-                   f"head's ({len_auc:.3f}) (random features: {rand_auc:.3f}): it has learned "
-                   "little beyond step length and position. The demo embeds each step on its "
-                   "own with a sentence encoder, and such a vector barely changes when "
-                   "`80 - 46 = 34` becomes `80 - 46 = 36`, so the content that decides the label "
-                   "is not in the features. We expect (not shown here) that a backbone that "
-                   "reads each step in context, such as a causal LM in one pass, is needed for "
-                   "real gains.")
+                   f"head's ({len_auc:.3f}; random features {rand_auc:.3f}): it has learned "
+                   "little beyond step length and position.")
     else:
         out.append(f"- The PRM's step AUROC ({prm_auc:.3f}) is above the length-only head's "
-                   f"({len_auc:.3f}) and the random-feature head's ({rand_auc:.3f}): it uses "
-                   "step content, not only length.")
+                   f"({len_auc:.3f}) and the random-feature head's ({rand_auc:.3f}): it reads "
+                   "step content.")
+    if ALONE in aucs and primary != ALONE:
+        out.append(f"- Reading each step alone with a sentence encoder ({ALONE}) gives step "
+                   f"AUROC {aucs[ALONE]:.3f}; in context, {aucs[primary]:.3f}. Such a vector "
+                   "barely changes when `80 - 46 = 34` becomes `80 - 46 = 36`.")
+    kinds = r["error_kinds"][primary]
+    missed = sorted((row for row in kinds if row["origin"] and row["count"] >= 20),
+                    key=lambda row: row["recall"])[:2]
+    if missed:
+        out.append("- The errors the PRM flags least often: " + "; ".join(
+            f"{row['kind'].replace('_', ' ')} ({row['origin']}, n={row['count']}): recall "
+            f"{row['recall']:.2f}, AUROC {row['auroc']:.2f}" for row in missed) + ".")
+    false_checks = [row for row in kinds if row["kind"] == "false_check"]
+    if false_checks and false_checks[0]["recall"] > 0.5:
+        out.append("- A false \"To check\" step sits in solutions whose answer is still right: "
+                   "flagging it makes min-aggregation reject right answers, which costs "
+                   "final-answer accuracy but is what process correctness asks for.")
     if abs(at("PRM (sum)") - at("longest")) < 0.03 and at("PRM (sum)") > at("PRM (min)"):
-        out.append(f"- PRM (sum) ({100 * at('PRM (sum)'):.1f}%) tracks 'longest' "
-                   f"({100 * at('longest'):.1f}%): a sum of probabilities grows with the number "
-                   "of steps, and in this world longer solutions are more often right (a skipped "
+        out.append(f"- PRM (sum) ({pct(at('PRM (sum)'))}%) tracks 'longest' "
+                   f"({pct(at('longest'))}%): a sum of probabilities grows with the number of "
+                   "steps, and in this world longer solutions are more often right (a skipped "
                    "step is an error). It is a length effect, not verification.")
-    best_how = max((m for m in rows if m.startswith("PRM (")), key=at)
-    if at("majority vote") >= at(best_how) - 0.01:
-        out.append(f"- Majority vote ({100 * at('majority vote'):.1f}%) is at least as good as "
-                   f"every PRM aggregation here (best: {best_how}, {100 * at(best_how):.1f}%), "
-                   "despite clustered wrong answers.")
     if at("ORM") < at("random") + 0.02:
-        out.append(f"- The ORM ({100 * at('ORM'):.1f}%) is no better than random "
-                   f"({100 * at('random'):.1f}%): the last step's vector does not tell a right "
-                   "final answer from a wrong one either.")
+        out.append(f"- The ORM ({pct(at('ORM'))}%) is no better than random "
+                   f"({pct(at('random'))}%).")
     return out
-
-
-def plot_curves(table: dict, ns, path: Path, banded: tuple[str, ...] = ()) -> None:
-    """Accuracy vs N, one line per method; 95% bands for the ``banded`` methods only (fourteen
-    overlapping bands would hide every line)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    colors = plt.get_cmap("tab20").colors
-    for k, (name, row) in enumerate(table.items()):
-        mean = [row[n]["mean"] for n in ns]
-        style = "--" if name in ("oracle", "random", "longest", "shortest") else "-"
-        color = colors[(2 * k) % 20 + (2 * k) // 20]  # the saturated tab20 colours first
-        ax.plot(ns, mean, style, marker="o", label=name, linewidth=1.5, color=color)
-        if name in banded:
-            ax.fill_between(ns, [row[n]["low"] for n in ns], [row[n]["high"] for n in ns],
-                            alpha=0.12, color=color)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(ns), [str(n) for n in ns])
-    ax.set_xlabel("N (candidates per problem)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Best-of-N on held-out synthetic problems (95% bands for some methods)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)

@@ -46,3 +46,32 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         return 1.0  # every k-subset must contain a correct sample
     # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i)
     return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def flag_threshold(probs, labels) -> float:
+    """The threshold that best finds wrong steps: a step is flagged when its probability is below
+    it, and the threshold maximizes F1 of flagged steps against wrong ones (label < 0.5).
+
+    Candidates lie midway between consecutive distinct probabilities (and below/above all), so a
+    tie is flagged whole or not at all. Choose it on data other than what it is applied to.
+
+    Shape: probs, labels: (N,).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    bad = np.asarray(labels, dtype=np.float64) < 0.5
+    if not bad.any():
+        return float(probs.min()) if len(probs) else 0.5  # nothing to find: flag nothing
+    order = np.argsort(probs, kind="mergesort")
+    p, b = probs[order], bad[order]
+    # flagging the k lowest: only k at the end of a tie group (or 0) are possible
+    ends = np.flatnonzero(np.r_[p[1:] != p[:-1], True]) + 1  # k values, increasing
+    true_pos = np.cumsum(b)[ends - 1]
+    f1 = 2 * true_pos / (ends + b.sum())
+    k = int(ends[np.argmax(f1)])
+    return float((p[k - 1] + p[k]) / 2) if k < len(p) else float(p[-1] + 1e-9)
+
+
+def recall_below(probs, threshold: float) -> float:
+    """Share of (wrong) steps flagged: probability below ``threshold``. NaN for none."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return float((probs < threshold).mean()) if len(probs) else float("nan")

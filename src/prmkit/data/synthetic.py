@@ -30,8 +30,10 @@ Labels follow PRM800K/ProcessBench (``label_policy="first_error"``): 1 before th
 step, 0 at it, None after it; a correct solution is all 1. ``label_policy="value"`` gives 0 from
 the first wrong step on. Both are ``label_kind="correctness"``. ``meta`` holds ``problem_id``,
 ``difficulty`` (number of reference computations), ``first_error`` (step index or -1),
-``error_kinds`` and ``error_steps`` (every local error, in order), ``process_correct`` and
-``label_policy``.
+``error_kinds`` and ``error_steps`` (every local error, in order), ``error_details`` (each error
+in ``ERROR_DETAILS``: small slip, digit error, wrong operand, wrong operation, skipped step, false
+check), ``error_shared`` (whether each is one of the problem's shared misconceptions),
+``process_correct`` and ``label_policy``.
 
 Step-string contract (what ``continue_from`` and ``next_steps`` accept): a prefix is a list of
 step strings this module rendered for the same problem, in order: compute steps
@@ -654,14 +656,31 @@ def parse_steps(problem: Problem, steps: list[str]) -> list[StepRecord]:
 
 # --- grading and labels --------------------------------------------------------------------------
 
+# What a PRM must catch, finer than ``ERROR_KINDS``: an arithmetic error close to the right value
+# (within 3, or 10%) is a small slip, a farther one a digit error (a changed, swapped, doubled or
+# dropped digit); a false check is a "To check" step whose arithmetic is false.
+ERROR_DETAILS = ("small_slip", "digit_error", "wrong_operand", "wrong_operation", "skipped_step",
+                 "false_check")
+
+
 @dataclass
 class Grade:
     """Where a solution goes wrong: ``first_error`` is a step index or -1; ``error_steps`` and
-    ``error_kinds`` list every local error (a step wrong given the values before it)."""
+    ``error_kinds`` list every local error (a step wrong given the values before it);
+    ``error_details`` names each in ``ERROR_DETAILS``, and ``error_shared`` says whether it is one
+    of the problem's misconceptions (shared by many samples, where majority vote fails) rather
+    than a spontaneous error."""
 
     first_error: int
     error_steps: list[int]
     error_kinds: list[str]
+    error_details: list[str] = field(default_factory=list)
+    error_shared: list[bool] = field(default_factory=list)
+
+
+def _slip_detail(stated: int, expected: int) -> str:
+    return "small_slip" if abs(stated - expected) <= max(3, 0.1 * abs(expected)) \
+        else "digit_error"
 
 
 def grade(problem: Problem, records: list[StepRecord]) -> Grade:
@@ -680,6 +699,9 @@ def grade(problem: Problem, records: list[StepRecord]) -> Grade:
     missing_reported: set[int] = set()
     steps_out: list[int] = []
     kinds_out: list[str] = []
+    details: list[str] = []
+    shared: list[bool] = []
+    misconceptions = {(m.step, m.kind): m for m in problem.misconceptions}
 
     def resolve(q: int) -> tuple[int, ...]:
         while q not in held and q in targets:  # a skipped step: what it stood in for
@@ -687,10 +709,10 @@ def grade(problem: Problem, records: list[StepRecord]) -> Grade:
         return held[q] if q in held else (values[q],)
 
     for i, r in enumerate(records):
-        kind = None
+        kind, detail, is_shared = None, "", False
         if r.kind == "check":
             if _exact(r.a, r.op, r.b) != r.result:
-                kind = "false_claim"
+                kind, detail = "false_claim", "false_check"
         else:
             ref = steps[r.ref] if r.kind == "compute" else None
             wanted = ref.args if ref is not None else (steps[-1].target,)
@@ -700,22 +722,30 @@ def grade(problem: Problem, records: list[StepRecord]) -> Grade:
             if skipped:
                 kind = "skipped_step"
                 missing_reported.update(skipped)
+                is_shared = any((targets[q], kind) in misconceptions for q in skipped)
             elif ref is None:
                 if r.result not in resolve(wanted[0]):
                     kind = "arithmetic"  # the answer does not repeat the last result
+                    detail = _slip_detail(r.result, resolve(wanted[0])[0])
             elif r.op != ref.op:
                 kind = "wrong_operation"
+                m = misconceptions.get((r.ref, kind))
+                is_shared = m is not None and m.op == r.op
             elif not _operands_ok(r, ref, resolve(wanted[0]), resolve(wanted[1])):
                 kind = "wrong_operand"
+                is_shared = (r.ref, kind) in misconceptions
             elif exact != r.result:
                 kind = "arithmetic"
+                detail = _slip_detail(r.result, exact) if exact is not None else "digit_error"
             if ref is not None:
                 held[ref.target] = (r.result,) if exact is None or exact == r.result \
                     else (r.result, exact)
         if kind is not None:
             steps_out.append(i)
             kinds_out.append(kind)
-    return Grade(steps_out[0] if steps_out else -1, steps_out, kinds_out)
+            details.append(detail or kind)
+            shared.append(is_shared)
+    return Grade(steps_out[0] if steps_out else -1, steps_out, kinds_out, details, shared)
 
 
 def _operands_ok(r: StepRecord, ref: RefStep, va: tuple[int, ...], vb: tuple[int, ...]) -> bool:
@@ -745,7 +775,8 @@ def _trajectory(problem: Problem, records: list[StepRecord], label_policy: str,
         label_kind="correctness", outcome=final == problem.answer, answer=str(final),
         meta={"source": "synthetic", "problem_id": problem.id, "difficulty": problem.difficulty,
               "first_error": g.first_error, "error_steps": g.error_steps,
-              "error_kinds": g.error_kinds, "process_correct": g.first_error < 0,
+              "error_kinds": g.error_kinds, "error_details": g.error_details,
+              "error_shared": g.error_shared, "process_correct": g.first_error < 0,
               "label_policy": label_policy})
 
 

@@ -21,6 +21,15 @@ embedded once however many solutions share it. ``"none"`` is far cheaper on larg
 pools, and the head's attention over steps still sees the earlier steps; but the vectors no
 longer carry the question, so use it knowingly (the demo does, and says so).
 
+What a step vector holds (``EmbedConfig.features``): ``"hidden"`` the pooled hidden states of the
+read layers; ``"surprise"`` the causal LM's own surprise at the step's tokens (``surprise.py``:
+log-probabilities under its LM head, in context); ``"both"`` the two side by side.
+
+The forward pass runs only as deep as it must: hidden states are read with hooks on the decoder
+layers, and a pass that needs nothing deeper than layer k stops before layer k runs (surprise
+needs the final state and the LM head, so it runs every layer). For a causal LM reading steps in
+context, candidates that share a question or first steps share their forward pass (``prefix.py``).
+
 Contexts longer than the model allows are cut from the left (the current step kept; a single step
 longer than the window keeps its last tokens) and counted in ``EmbedStats.truncated_steps``.
 """
@@ -29,12 +38,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from prmkit.embed.attention import use_grouped_sdpa
+from prmkit.embed.prefix import PrefixTree, run_tree
+from prmkit.embed.surprise import NUM_SURPRISE, step_surprise, token_logprobs
 from prmkit.embed.tokens import StepTokens, special_tokens_around, tokenize_steps
 from prmkit.errors import PrmkitError
 
@@ -42,7 +55,17 @@ POOLINGS = ("step", "last", "prefix")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MODES = ("auto", "per_prefix", "single_pass")
 CONTEXTS = ("prefix", "none")
-MIN_FILL = 0.9  # least share of real (not padding) tokens in a forward batch
+FEATURES = ("hidden", "surprise", "both")
+CAUSAL_FEATURES = "both"  # what a causal LM's steps become when no features are named
+# What one more forward batch costs, in padded tokens: SmolLM2 in bfloat16 on this project's CPU
+# takes about a + b x tokens per batch with a = 300 b (a bfloat16 matrix product of 256 rows
+# runs at 2/3 the speed of one of 1,024).
+BATCH_OVERHEAD_TOKENS = 256
+# Key/value states a prefix tree may hold, counted as if no token were shared (an upper bound):
+# SmolLM2 in bfloat16 keeps 23 KB per token over its 30 layers, so a tree covers ~190,000 tokens
+# of candidates. Larger trees give larger forward batches (1.6x the speed of trees a quarter the
+# size, measured on pools of 32).
+TREE_KV_BYTES = 4 << 30
 
 
 def _minilm_path() -> Path:
@@ -62,37 +85,49 @@ def _smollm2_path() -> Path:
 
 # Short names for backbones that ship offline in PyPI packages.
 BACKBONES = {"minilm": _minilm_path, "smollm2": _smollm2_path}
-# The layer read when none is given, where a measurement picked one: on CHAMP's 540 annotated
-# solutions, SmolLM2's layer 15 of 30 gave validation step AUROC 0.744 +- 0.030 (5 seeds), the
-# last 0.737 +- 0.034 (README, "Backbones"; `prmkit embed --layers`).
-DEFAULT_LAYERS = {"smollm2": 15}
+DEFAULT_BACKBONE = "smollm2"
+# Settings used when none is given, where a measurement picked them. SmolLM2's layer 15 of 30: on
+# CHAMP's 540 annotated solutions it gave validation step AUROC 0.744 +- 0.030 (5 seeds), the
+# last 0.737 +- 0.034 (README, "Backbones"; `prmkit embed --layers`). bfloat16: 2.5x the float32
+# speed on this project's CPUs (README, "Benchmarks").
+BACKBONE_DEFAULTS = {"smollm2": {"layer": 15, "dtype": "bfloat16"}}
 
 
 @dataclass
 class EmbedConfig:
     """How steps are embedded. Everything here that changes the vectors is in the cache key."""
 
-    backbone: str = "minilm"
+    backbone: str = DEFAULT_BACKBONE
     pooling: str = "step"
     # Index into the model's hidden states (-1 the last, 0 the input embeddings), or several:
     # their vectors are concatenated (``compare_layers`` reads many layers in one pass).
-    # None: the backbone's measured default (``DEFAULT_LAYERS``), else the last layer.
+    # None: the backbone's measured default (``BACKBONE_DEFAULTS``), else the last layer.
     layer: int | tuple[int, ...] | None = None
     max_length: int | None = None  # None: the model's own limit
-    dtype: str = "float32"  # "bfloat16" runs the forward pass under CPU autocast
+    # "bfloat16" loads the weights in bfloat16 (1.5x the speed of CPU autocast here, and a third
+    # of its per-batch overhead); None: the backbone's default, else "float32"
+    dtype: str | None = None
     separator: str = "\n\n"
     mode: str = "auto"  # "auto": single pass for causal LMs, per prefix otherwise
     context: str = "prefix"  # "none": each step embedded on its own
     batch_tokens: int = 8192  # padded tokens per forward batch
     truncation: str = "left"  # or "error"
+    # "hidden", "surprise" (causal LMs only) or "both"; None: "both" for a causal LM (README,
+    # "Feature sets": it beats either alone), "hidden" for an encoder
+    features: str | None = None
+    # Candidates sharing a question or first steps share their forward pass (causal LMs, in
+    # context). Not in the cache key: the vectors equal a separate pass up to float rounding.
+    share_prefixes: bool = True
 
     def __post_init__(self):
         if isinstance(self.layer, list):  # a config read back from JSON
             self.layer = tuple(self.layer)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.dtype not in DTYPES:
+        if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.features is not None and self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.context not in CONTEXTS:
@@ -122,6 +157,7 @@ class EmbedStats:
     padded_tokens: int = 0
     truncated_steps: int = 0
     shared_rows: int = 0  # rows identical to another row of the same call, computed once
+    input_tokens: int = 0  # tokens of the trajectories embedded, as if each ran alone
 
     def add(self, other: "EmbedStats") -> None:
         for name, value in asdict(other).items():
@@ -195,30 +231,61 @@ def _layers(layer: int | tuple[int, ...], num_layers: int) -> tuple[int, ...]:
     return layers
 
 
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the deepest layer read has its input."""
+
+
+def _blocks(model, num_layers: int) -> torch.nn.ModuleList:
+    """The model's stack of transformer layers (``layers``, ``h``, ``encoder.layer``, ...)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers \
+                and len({type(m) for m in module}) == 1:
+            return module
+    raise PrmkitError(f"cannot find the {num_layers} transformer layers of "
+                      f"{type(model).__name__}")
+
+
 class Backbone:
     """A tokenizer and a model behind the step-end contract. The model loads on first use."""
 
     def __init__(self, config: EmbedConfig):
         from transformers import AutoConfig, AutoTokenizer
 
-        if config.layer is None:
-            config = replace(config, layer=DEFAULT_LAYERS.get(config.backbone, -1))
+        defaults = BACKBONE_DEFAULTS.get(config.backbone, {})
+        config = replace(config,
+                         layer=defaults.get("layer", -1) if config.layer is None else config.layer,
+                         dtype=config.dtype or defaults.get("dtype", "float32"))
         self.config = config
         self.path = resolve_backbone(config.backbone)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         model_config = AutoConfig.from_pretrained(self.path)
         self.num_layers = int(model_config.num_hidden_layers)
         self.model_hidden_size = int(model_config.hidden_size)
-        self.layers = _layers(config.layer, self.num_layers)
-        self.hidden_size = self.model_hidden_size * len(self.layers)  # the step vectors' width
+        heads = int(model_config.num_attention_heads)
+        kv_heads = int(getattr(model_config, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(model_config, "head_dim", None) or self.model_hidden_size // heads)
+        # keys and values of one token in one layer
+        self.kv_bytes = 2 * kv_heads * head_dim * DTYPES[config.dtype].itemsize
         archs = model_config.architectures or []
         causal = bool(getattr(model_config, "is_decoder", False)) or any(
             a.endswith("ForCausalLM") or "LMHead" in a for a in archs)
+        if config.features is None:
+            config = replace(config, features=CAUSAL_FEATURES if causal else "hidden")
+            self.config = config
         if config.mode == "single_pass" and not causal:
             raise PrmkitError(f"{config.backbone} is not a causal LM: a single pass would let "
                               "later steps leak into earlier ones (use mode 'per_prefix')")
+        if config.features != "hidden" and not causal:
+            raise PrmkitError(f"features {config.features!r} need a causal LM with an LM head; "
+                              f"{config.backbone} is not one (use --features hidden)")
         self.causal = causal
         self.single_pass = causal if config.mode == "auto" else config.mode == "single_pass"
+        # Sharing needs every layer to attend to the whole past (no sliding windows).
+        self._can_share = (config.share_prefixes and self.single_pass
+                           and config.context == "prefix" and all(
+                               kind == "full_attention"
+                               for kind in getattr(model_config, "layer_types", None) or []))
+        self._set_layers(config.layer)
         limit = getattr(model_config, "max_position_embeddings", None) or 512
         self.max_length = min(config.max_length or limit, limit)
         self.prefix_ids, self.suffix_ids = special_tokens_around(self.tokenizer)
@@ -232,12 +299,29 @@ class Backbone:
         self._fingerprint = None
         self._piece_ids: dict[str, list[int]] = {}  # questions and steps recur across a pool
 
+    def _set_layers(self, layer: int | tuple[int, ...]) -> None:
+        self.layers = _layers(layer, self.num_layers)
+        features = self.config.features
+        # hidden_states[k] is the input to layer k; the last is the final (normed) state
+        self.read_layers = tuple(k % (self.num_layers + 1) for k in self.layers) \
+            if features != "surprise" else ()
+        self.needs_final = features != "hidden" or self.num_layers in self.read_layers
+        # layers that run: all when the final state is needed, else up to the deepest read
+        self.layers_run = self.num_layers if self.needs_final else max(self.read_layers)
+        self.hidden_size = (self.model_hidden_size * len(self.read_layers)
+                            + (NUM_SURPRISE if features != "hidden" else 0))
+
+    @property
+    def shares_prefixes(self) -> bool:
+        """Whether candidates sharing a question or first steps share their forward pass (reading
+        only the input embeddings, layer 0, there is nothing to share)."""
+        return self._can_share and self.layers_run > 0
+
     def with_layer(self, layer: int | tuple[int, ...]) -> "Backbone":
         """The same backbone read at other layers, sharing the loaded model and tokenizer."""
         other = copy.copy(self)
         other.config = replace(self.config, layer=layer)
-        other.layers = _layers(other.config.layer, self.num_layers)
-        other.hidden_size = self.model_hidden_size * len(other.layers)
+        other._set_layers(layer)
         other._fingerprint = None
         return other
 
@@ -258,25 +342,37 @@ class Backbone:
                 "context": self.config.context,
                 "single_pass": self.single_pass,
                 "truncation": self.config.truncation,
+                "features": self.config.features,
                 "hidden_size": self.hidden_size,
             }
         return self._fingerprint
 
     @property
     def model(self):
+        """The whole model: with its LM head for a causal LM (surprise reads it)."""
         if self._model is None:
-            from transformers import AutoModel
+            from transformers import AutoModel, AutoModelForCausalLM
             from transformers.utils import logging as hf_logging
 
             # AutoModel drops a causal LM's head; its "unused weights" warning is expected noise.
             verbosity = hf_logging.get_verbosity()
             hf_logging.set_verbosity_error()
             try:
-                self._model = AutoModel.from_pretrained(self.path, dtype=torch.float32)
+                loader = AutoModelForCausalLM if self.causal else AutoModel
+                self._model = loader.from_pretrained(self.path, dtype=DTYPES[self.config.dtype])
             finally:
                 hf_logging.set_verbosity(verbosity)
             self._model.eval()
+            if self.causal:
+                use_grouped_sdpa(self._model)
+            self._cache_arg = "cache" if "cache" in inspect.signature(
+                self.base_model.forward).parameters else "past_key_values"
         return self._model
+
+    @property
+    def base_model(self):
+        """The model without its LM head: input ids to hidden states."""
+        return self.model.base_model
 
     def tokenize(self, question: str, steps: list[str]) -> StepTokens:
         sep = self.config.separator
@@ -287,6 +383,44 @@ class Backbone:
                 self._piece_ids.clear()
             self._piece_ids.update(zip(new, self.tokenizer(new, add_special_tokens=False)["input_ids"]))
         return tokenize_steps(self._piece_ids.__getitem__, question, steps, sep)
+
+    # --- embedding a set of trajectories ----------------------------------------------------------
+
+    def embed(self, tokens: list[StepTokens], on_batch=None) -> tuple[list[np.ndarray], EmbedStats]:
+        """(num_steps, H) float32 vectors for each trajectory, and the work done.
+
+        Trajectories that fit the model's window share their prefixes when the backbone allows
+        it (``shares_prefixes``); the others run as rows (``jobs``). The result is a function of
+        ``tokens`` alone: the same input always gives the same batches.
+        """
+        stats = EmbedStats()
+        out = [np.zeros((t.num_steps, self.hidden_size), np.float32) for t in tokens]
+        pre = self.prefix_ids
+        stats.input_tokens = sum(len(pre) + len(t.ids) for t in tokens)
+        shared = [i for i, t in enumerate(tokens)
+                  if self.shares_prefixes and len(pre) + len(t.ids) <= self.max_length]
+        limit = TREE_KV_BYTES // (self.kv_bytes * max(self.layers_run, 1))
+        for group in _token_groups(shared, [len(pre) + len(tokens[i].ids) for i in shared],
+                                   limit):
+            tree = PrefixTree.build([(pre + list(tokens[i].ids),
+                                      [len(pre) + tokens[i].question_len]
+                                      + [len(pre) + e for e in tokens[i].ends]) for i in group])
+            vectors = run_tree(self, tree, stats, on_batch)
+            for i, steps in zip(group, tree.steps):
+                for t, (node, span) in enumerate(steps):
+                    out[i][t] = vectors[node][span]
+        rest = sorted(set(range(len(tokens))) - set(shared))
+        jobs = []
+        for i in rest:
+            traj_jobs, truncated = self.jobs(i, tokens[i])
+            jobs.extend(traj_jobs)
+            stats.truncated_steps += truncated
+        pooled, job_stats = self.forward(jobs, on_batch=on_batch)
+        stats.add(job_stats)
+        for job, vectors in zip(jobs, pooled):
+            for (step, _, _), vector in zip(job.spans, vectors):
+                out[job.traj][step] = vector
+        return out, stats
 
     def jobs(self, traj: int, tokens: StepTokens) -> tuple[list[Job], int]:
         """Forward-pass rows for one trajectory, and how many of its steps were truncated."""
@@ -329,14 +463,13 @@ class Backbone:
         step_ids = list(step_ids[-room:])
         return Job(traj, pre + step_ids + suf, [(step, len(pre), len(pre) + len(step_ids))])
 
-    @torch.no_grad()
     def forward(self, jobs: list[Job], memo: dict | None = None,
                 on_batch=None) -> tuple[list[np.ndarray], EmbedStats]:
         """Run jobs in length-sorted, token-budgeted batches; return each job's (n_spans, H).
 
-        Solutions sampled for one question share prefixes (and steps): each distinct row runs
-        once. ``memo`` carries finished rows across calls (the pipeline passes one per run).
-        ``on_batch(steps, stats)``, if given, is called after each batch (for progress bars).
+        Identical rows (steps shared by solutions, embedded alone) run once. ``memo`` carries
+        finished rows across calls, if given. ``on_batch(steps, tokens)``, if given, is called
+        after each batch with its steps and real tokens (for progress bars).
         """
         stats = EmbedStats()
         memo = {} if memo is None else memo
@@ -355,7 +488,8 @@ class Backbone:
             for j, pooled in zip(batch, self._run_batch([rows[j] for j in batch], stats)):
                 results[j] = pooled
             if on_batch is not None:
-                on_batch(sum(len(rows[j].spans) for j in batch), stats)
+                on_batch(sum(len(rows[j].spans) for j in batch),
+                         sum(len(rows[j].input_ids) for j in batch))
         out = [results[unique[key]] if key in unique else memo[key] for key in job_row]
         if len(memo) > 200_000:  # bound memory on very large runs; only reuse is lost
             memo.clear()
@@ -363,23 +497,32 @@ class Backbone:
         return out, stats
 
     def plan_batches(self, lengths: list[int]) -> list[list[int]]:
-        """Group rows (by index) into batches: sorted by length, each batch's padded size (rows x
-        longest) within ``batch_tokens`` and at least ``MIN_FILL`` of it real tokens. On a CPU a
-        small batch costs little throughput, while padding costs its full share."""
-        batches: list[list[int]] = []
-        batch: list[int] = []
-        real = 0
-        for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-            padded = lengths[i] * (len(batch) + 1)  # rows are sorted: the new row is the longest
-            if batch and (padded > self.config.batch_tokens
-                          or real + lengths[i] < MIN_FILL * padded):
-                batches.append(batch)
-                batch, real = [], 0
-            batch.append(i)
-            real += lengths[i]
-        if batch:
-            batches.append(batch)
-        return batches
+        """Group rows (by index) into batches of rows sorted by length, each batch's padded size
+        (rows x longest) within ``batch_tokens``, minimizing padded tokens plus
+        ``BATCH_OVERHEAD_TOKENS`` per batch (an exact dynamic programme over the sorted rows).
+
+        On a CPU a forward pass costs about a fixed amount plus a share per padded token, and a
+        matrix product of a few hundred rows runs at a fraction of the speed of a thousand: many
+        small batches of well-matched rows are slower than fewer, slightly padded ones.
+        """
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        sizes = np.array([lengths[i] for i in order], dtype=np.int64)
+        n = len(order)
+        cost = np.zeros(n + 1)
+        start = np.zeros(n + 1, dtype=np.int64)  # the best last batch ending at j starts here
+        for j in range(1, n + 1):
+            longest = int(sizes[j - 1])
+            width = max(1, min(j, self.config.batch_tokens // longest))
+            first = np.arange(j - width, j)
+            options = cost[j - width:j] + BATCH_OVERHEAD_TOKENS + (j - first) * longest
+            k = int(np.argmin(options))  # the first of equal options: deterministic
+            cost[j], start[j] = options[k], first[k]
+        batches = []
+        j = n
+        while j > 0:
+            batches.append(order[start[j]:j])
+            j = int(start[j])
+        return batches[::-1]
 
     def pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ids (B, L) and the attention mask (B, L), built from lengths: some
@@ -391,35 +534,141 @@ class Backbone:
             ids[i, :len(r)] = torch.tensor(r)
         return ids, (torch.arange(width)[None, :] < lengths[:, None]).long()
 
+    # --- the forward pass -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def run(self, ids: torch.Tensor, attention_mask: torch.Tensor,
+            position_ids: torch.Tensor | None = None,
+            cache=None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The forward pass, only as deep as needed.
+
+        Returns the read layers' states side by side, (B, L, H_read) float32 (None when only
+        surprise is read), and the final (normed) states (B, L, H) when the LM head will read
+        them (None otherwise). ``cache`` (a transformers ``DynamicCache``) holds the past for
+        continuations and receives the new keys and values of the layers that ran.
+
+        Shape: ids (B, L); attention_mask (B, past + L); position_ids (B, L).
+        """
+        blocks = _blocks(self.base_model, self.num_layers)
+        captured: dict[int, torch.Tensor] = {}
+
+        def capture(k: int, stop: bool):
+            def hook(module, args, kwargs):
+                captured[k] = args[0] if args else kwargs["hidden_states"]
+                if stop:
+                    raise _Stop
+            return hook
+
+        handles = [blocks[k].register_forward_pre_hook(
+            capture(k, stop=k == self.layers_run), with_kwargs=True)
+            for k in sorted(set(self.read_layers) - {self.num_layers})]
+        kwargs = {"input_ids": ids, "attention_mask": attention_mask}
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        if cache is not None:
+            kwargs.update({self._cache_arg: cache, "use_cache": True})
+        else:
+            kwargs["use_cache"] = False
+        final = None
+        try:
+            final = self.base_model(**kwargs).last_hidden_state
+        except _Stop:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        read = None
+        if self.read_layers:
+            read = torch.cat([(final if k == self.num_layers else captured[k]).float()
+                              for k in self.read_layers], dim=-1)
+        return read, final if self.config.features != "hidden" else None
+
+    def token_logprobs(self, states: list[torch.Tensor], targets: list[torch.Tensor],
+                       sizes: list[int]) -> list[np.ndarray]:
+        """Token log-probabilities (``surprise.token_logprobs``) of several spans, in one call.
+
+        Shape: states[i] (n_i, H) final states before each target, targets[i] (n_i,) ->
+        [(n_i,)].
+        """
+        if not sizes:
+            return []
+        rows = token_logprobs(self.model.get_output_embeddings(), torch.cat(states),
+                              torch.cat(targets))
+        return np.split(rows.numpy(), np.cumsum(sizes)[:-1])
+
+    def step_vectors(self, read: torch.Tensor | None, spans: list[tuple[int, int]],
+                     base_sum: np.ndarray | None = None, base_count: int = 0,
+                     tokens: list[np.ndarray] | None = None) -> np.ndarray:
+        """The vectors of the steps at ``spans`` of one row, (n_spans, H) float32: pooled states
+        of the read layers and/or surprise features, side by side.
+
+        ``base_sum`` and ``base_count``: the sum of read states and number of tokens before the
+        row (a continuation's ancestors), for ``"prefix"`` pooling.
+        Shape: read (L, H_read); tokens[i] (n_i,), the log-probabilities of span i's tokens.
+        """
+        if not spans:
+            return np.zeros((0, self.hidden_size), np.float32)
+        parts = []
+        if read is not None:
+            parts.append(self._pool(read, spans, base_sum, base_count))
+        if tokens is not None:
+            parts.append(np.stack([step_surprise(t) for t in tokens]))
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
     def _run_batch(self, jobs: list[Job], stats: EmbedStats) -> list[np.ndarray]:
         ids, attention_mask = self.pad([j.input_ids for j in jobs])  # (B, L)
-        lengths = attention_mask.sum(dim=1)
-        width = ids.shape[1]
-        want_layers = self.layers != (-1,)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.dtype == "bfloat16"):
-            output = self.model(input_ids=ids, attention_mask=attention_mask,
-                                output_hidden_states=want_layers, use_cache=False)
-        if want_layers:
-            hidden = torch.cat([output.hidden_states[i].float() for i in self.layers], dim=-1)
-        else:
-            hidden = output.last_hidden_state.float()  # (B, L, H x number of layers)
+        read, final = self.run(ids, attention_mask)
         stats.forward_batches += 1
         stats.rows += len(jobs)
-        stats.real_tokens += int(lengths.sum())
-        stats.padded_tokens += len(jobs) * width
-        return [self._pool(hidden[row], job.spans) for row, job in enumerate(jobs)]
+        stats.real_tokens += int(attention_mask.sum())
+        stats.padded_tokens += len(jobs) * ids.shape[1]
+        tokens = None
+        if final is not None:
+            # token p is predicted by the state at p - 1; a window's first token has none
+            states, targets, sizes = [], [], []
+            for row, job in enumerate(jobs):
+                for _, s, e in job.spans:
+                    s = max(s, 1)
+                    states.append(final[row, s - 1:e - 1])
+                    targets.append(ids[row, s:e])
+                    sizes.append(e - s)
+            tokens = self.token_logprobs(states, targets, sizes)
+        out, k = [], 0
+        for row, job in enumerate(jobs):
+            spans = [(s, e) for _, s, e in job.spans]
+            out.append(self.step_vectors(read[row] if read is not None else None, spans,
+                                         tokens=tokens[k:k + len(spans)] if tokens else None))
+            k += len(spans)
+        return out
 
-    def _pool(self, hidden: torch.Tensor, spans: list[tuple[int, int, int]]) -> np.ndarray:
+    def _pool(self, hidden: torch.Tensor, spans: list[tuple[int, int]],
+              base_sum: np.ndarray | None = None, base_count: int = 0) -> np.ndarray:
         """Shape: hidden (L, H) -> (n_spans, H)."""
-        starts = torch.tensor([s for _, s, _ in spans])
-        ends = torch.tensor([e for _, _, e in spans])
+        starts = torch.tensor([s for s, _ in spans])
+        ends = torch.tensor([e for _, e in spans])
         if self.config.pooling == "last":
             return hidden[ends - 1].numpy()
-        if self.config.pooling == "prefix":
-            starts = torch.zeros_like(starts)
         # float64 prefix sums: a mean over any span in one gather, without losing precision on
         # layers whose states reach the tens of thousands.
         csum = torch.cat([torch.zeros(1, hidden.shape[1], dtype=torch.float64),
                           hidden.double().cumsum(dim=0)])  # (L + 1, H)
+        if self.config.pooling == "prefix":
+            sums = csum[ends]
+            if base_sum is not None:
+                sums = sums + torch.from_numpy(base_sum)[None, :]
+            return (sums / (ends + base_count)[:, None]).float().numpy()
         means = (csum[ends] - csum[starts]) / (ends - starts)[:, None]
         return means.float().numpy()
+
+
+def _token_groups(rows: list[int], lengths: list[int], limit: int) -> list[list[int]]:
+    """Consecutive runs of ``rows`` holding at most ``limit`` tokens (one row at least)."""
+    groups: list[list[int]] = []
+    total = 0
+    for row, length in zip(rows, lengths):
+        if not groups or total + length > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(row)
+        total += length
+    return groups

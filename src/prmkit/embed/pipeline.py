@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from prmkit.embed.backbone import Backbone, EmbedStats
 from prmkit.embed.cache import EmbeddingCache, entry_key, to_fp16
+from prmkit.embed.tokens import StepTokens
 from prmkit.errors import DataError
 from prmkit.records import Location, Trajectory
 
@@ -22,9 +23,13 @@ def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
                        locations: list[Location] | None = None) -> tuple[list[StepFeatures], dict]:
     """One (num_steps, H) float16 array per trajectory, and a report of the work done.
 
-    With a cache, only trajectories whose content is not cached are run through the model, in
-    chunks that are each written as a shard: an interrupted run loses at most one chunk.
-    ``locations`` (file, line per trajectory) lets a refused record be named by its line.
+    The distinct trajectories are grouped by question and cut into shards of
+    ``shard_trajectories`` (``plan_shards``); a shard whose entries are all cached is skipped,
+    and every other shard is computed whole and written to the cache as one file. The plan
+    depends on the input alone, never on what the cache holds, so an interrupted run started
+    again skips the shards already written and computes the others exactly as an uninterrupted
+    run would, to the bit. ``locations`` (file, line per trajectory) lets a refused record be
+    named by its line.
     """
     tokens = []
     for i, t in enumerate(trajectories):
@@ -36,56 +41,56 @@ def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
             raise DataError(e.message, path=locations[i][0], line=locations[i][1],
                             field=e.field) from None
     keys = [entry_key(tok) for tok in tokens]
-    todo: dict[str, int] = {}  # key -> first trajectory with it (identical contents embed once)
-    for i, key in enumerate(keys):
-        if (cache is None or key not in cache) and key not in todo:
-            todo[key] = i
+    shards = [shard for shard in plan_shards(tokens, keys, shard_trajectories)
+              if cache is None or any(keys[i] not in cache for i in shard)]
     stats = EmbedStats()
-    memo: dict = {}  # rows shared across chunks (common prefixes, repeated steps) run once
     computed: dict[str, np.ndarray] = {}
-    todo_items = list(todo.items())
     started = time.perf_counter()
-    bar = tqdm(total=sum(tokens[i].num_steps for _, i in todo_items), unit="step",
-               desc="embed", disable=not progress or not todo_items, leave=False)
-    shown = [0]  # steps of the current chunk already on the bar
+    bar = tqdm(total=sum(tokens[i].num_steps for shard in shards for i in shard), unit="step",
+               desc="embed", disable=not progress or not shards, leave=False)
+    shown = [0, 0]  # steps of the current shard on the bar; tokens run so far
 
-    def show(steps: int, chunk_stats: EmbedStats) -> None:
+    def show(steps: int, batch_tokens: int) -> None:
         shown[0] += steps
+        shown[1] += batch_tokens
         bar.update(steps)
-        tokens_done = stats.real_tokens + chunk_stats.real_tokens
-        bar.set_postfix(tok_per_s=f"{tokens_done / (time.perf_counter() - started):.0f}")
+        bar.set_postfix(tok_per_s=f"{shown[1] / (time.perf_counter() - started):.0f}")
 
-    for chunk_start in range(0, len(todo_items), shard_trajectories):
-        chunk = todo_items[chunk_start:chunk_start + shard_trajectories]
-        jobs = []
-        for _, i in chunk:
-            traj_jobs, truncated = backbone.jobs(i, tokens[i])
-            jobs.extend(traj_jobs)
-            stats.truncated_steps += truncated
+    for shard in shards:
         shown[0] = 0
-        pooled, batch_stats = backbone.forward(jobs, memo, on_batch=show)
-        stats.add(batch_stats)
-        per_traj = {i: np.zeros((tokens[i].num_steps, backbone.hidden_size), np.float32)
-                    for _, i in chunk}
-        for job, vectors in zip(jobs, pooled):
-            for (step, _, _), vector in zip(job.spans, vectors):
-                per_traj[job.traj][step] = vector
-        items = [(key, to_fp16(per_traj[i])) for key, i in chunk]
+        vectors, shard_stats = backbone.embed([tokens[i] for i in shard], on_batch=show)
+        stats.add(shard_stats)
+        items = [(keys[i], to_fp16(v)) for i, v in zip(shard, vectors)]
         if cache is not None:
             cache.put(items)
         else:
             computed.update(items)
-        # rows shared with earlier ones never ran: count their steps as done now
-        bar.update(sum(tokens[i].num_steps for _, i in chunk) - shown[0])
+        # steps shared with other candidates were computed once: count them as done now
+        bar.update(sum(tokens[i].num_steps for i in shard) - shown[0])
     bar.close()
     features = [cache.get(k) if cache is not None else computed[k] for k in keys]
     elapsed = time.perf_counter() - started
+    done = {keys[i] for shard in shards for i in shard}
     report = {"trajectories": len(trajectories), "steps": sum(len(t.steps) for t in trajectories),
-              "cached": sum(1 for k in keys if k not in todo),
-              "computed": len(todo), "seconds": round(elapsed, 3),
+              "cached": sum(1 for k in keys if k not in done),
+              "computed": len(done), "shards": len(shards), "seconds": round(elapsed, 3),
               "tokens_per_s": round(stats.real_tokens / elapsed, 1) if stats.real_tokens else 0.0,
               **asdict(stats)}
     return features, report
+
+
+def plan_shards(tokens: list[StepTokens], keys: list[str], size: int) -> list[list[int]]:
+    """The distinct trajectories (the first of each key), grouped by question in order of first
+    appearance and cut into runs of ``size``: the candidates of one question share a shard (and
+    so their prefixes) unless the group is larger than a shard. A pure function of the input."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i in first.values():
+        groups.setdefault(tokens[i].ids[:tokens[i].question_len], []).append(i)
+    order = [i for group in groups.values() for i in group]
+    return [order[s:s + size] for s in range(0, len(order), size)]
 
 
 def describe(report: dict) -> str:

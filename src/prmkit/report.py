@@ -1,0 +1,66 @@
+"""Markdown tables and plots for reports (the demo's now; evaluation's later).
+
+Plain functions from result dicts to text or files: no training, no scoring.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+Cell = Mapping[str, float]  # {"mean": ..., "low": ..., "high": ...}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def interval(cell: Cell) -> str:
+    """``"44.8 [40.6, 49.0]"``: a mean in percent with its 95% interval."""
+    return f"{pct(cell['mean'])} [{pct(cell['low'])}, {pct(cell['high'])}]"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table: a header row, a rule, then one line per row."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def curve_table(curves: Mapping[str, Mapping[str, Cell]], ns: Sequence[int]) -> list[str]:
+    """Methods x N, each cell an accuracy in percent with its interval."""
+    return table(["method"] + [f"N={n}" for n in ns],
+                 [[name] + [interval(row[str(n)]) for n in ns] for name, row in curves.items()])
+
+
+def plot_curves(curves: Mapping[str, Mapping[int, Cell]], ns: Sequence[int], path: Path,
+                title: str, banded: tuple[str, ...] = (),
+                dashed: tuple[str, ...] = ("oracle", "random", "longest", "shortest")) -> None:
+    """Accuracy vs N, one line per method; 95% bands for the ``banded`` methods only (a dozen
+    overlapping bands would hide every line). Written to a temporary name, then renamed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colors = plt.get_cmap("tab20").colors
+    for k, (name, row) in enumerate(curves.items()):
+        mean = [row[n]["mean"] for n in ns]
+        color = colors[(2 * k) % 20 + (2 * k) // 20]  # the saturated tab20 colours first
+        ax.plot(ns, mean, "--" if name in dashed else "-", marker="o", label=name,
+                linewidth=1.5, color=color)
+        if name in banded:
+            ax.fill_between(ns, [row[n]["low"] for n in ns], [row[n]["high"] for n in ns],
+                            alpha=0.12, color=color)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(ns), [str(n) for n in ns])
+    ax.set_xlabel("N (candidates per problem)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
