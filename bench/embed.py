@@ -9,7 +9,11 @@ For each T the three are timed side by side, interleaved, --runs times (median r
   single    embed_trajectories in single-pass mode: tokenization, the forward passes, pooling
             and writing a fresh cache all included;
   prefix    the same pipeline in per-prefix mode (one row per step), same token budget;
-  raw       only `model(input_ids, attention_mask)` on exactly the padded batches `single` runs.
+  raw       only the forward pass (`Backbone.run`, as deep as the read layer) on exactly the
+            padded batches `single` runs.
+
+Both pipelines read hidden states only (no surprise features), and `single` runs each solution on
+its own (no prefix sharing): bench/prefix.py measures sharing and the layer stop.
 
 Prints the ratios prefix/single (the issue asks >= (T+1)/2.5 at T = 8) and raw/single (>= 0.9
 means our overhead is at most ~10%), and the padding efficiency (real / padded tokens).
@@ -49,9 +53,8 @@ def time_pipeline(backbone: Backbone, data: list[Trajectory]) -> tuple[float, di
         return time.perf_counter() - start, report
 
 
-@torch.no_grad()
 def time_raw(backbone: Backbone, data: list[Trajectory]) -> float:
-    """The model alone, on the batches the single-pass pipeline forms for this data."""
+    """The forward pass alone, on the batches the single-pass pipeline forms for this data."""
     rows = []
     for i, t in enumerate(data):
         jobs, _ = backbone.jobs(i, backbone.tokenize(t.question, t.steps))
@@ -60,7 +63,7 @@ def time_raw(backbone: Backbone, data: list[Trajectory]) -> float:
                for batch in backbone.plan_batches([len(r) for r in rows])]
     start = time.perf_counter()
     for ids, mask in batches:
-        backbone.model(input_ids=ids, attention_mask=mask, use_cache=False)
+        backbone.run(ids, mask)
     return time.perf_counter() - start
 
 
@@ -73,16 +76,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch-tokens", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default=None, help="default: the backbone's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    single = Backbone(EmbedConfig(backbone=args.backbone, pooling="last",
-                                  batch_tokens=args.batch_tokens))
+    single = Backbone(EmbedConfig(backbone=args.backbone, pooling="last", features="hidden",
+                                  dtype=args.dtype, batch_tokens=args.batch_tokens,
+                                  share_prefixes=False))
     if not single.single_pass:
         raise SystemExit(f"{args.backbone} is not a causal LM: there is no single pass to measure")
     prefix = Backbone(EmbedConfig(backbone=args.backbone, pooling="last", mode="per_prefix",
+                                  features="hidden", dtype=args.dtype,
                                   batch_tokens=args.batch_tokens))
     prefix._model = single.model  # one copy of the weights
+    prefix._cache_arg = single._cache_arg
     sets = {t: text_set(t, args.solutions) for t in args.steps}
     time_pipeline(single, sets[args.steps[0]])  # warm up allocator and kernels
 
@@ -96,7 +103,8 @@ def main() -> None:
             times[t]["raw"].append(time_raw(single, sets[t]))
         print(f"run {run + 1}/{args.runs} done", flush=True)
 
-    print(f"\nbackbone {args.backbone}, {args.solutions} CHAMP solutions per T, median of "
+    print(f"\nbackbone {args.backbone} ({single.config.dtype}, layer {single.config.layer}), "
+          f"{args.solutions} CHAMP solutions per T, median of "
           f"{args.runs} interleaved runs, {args.threads} threads, batch_tokens {args.batch_tokens}")
     print(f"{'T':>3} {'tokens':>7} {'single s':>9} {'prefix s':>9} {'raw s':>8} "
           f"{'prefix/single':>14} {'(T+1)/2.5':>10} {'raw/single':>11} {'padding eff':>12}")

@@ -43,7 +43,7 @@ from prmkit.train import TrainConfig, split_by_question, train
 
 @dataclass
 class DemoConfig:
-    train_problems: int = 600
+    train_problems: int = 500
     train_pool: int = 8
     test_problems: int = 200
     test_pool: int = 24
@@ -115,8 +115,9 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
 
     # 2. Step features from each backbone, through the cache. The context backbone's vectors
     #    hold the read layers' states, then the surprise features: each set is a slice.
-    feature_sets, embedding = {}, {}
+    feature_sets, embedding, settings = {}, {}, {}
     alone = Backbone(config.alone)
+    settings[ALONE] = asdict(alone.config)
     feats, embedding[ALONE] = _embed(alone, train_data + test_data, cache_dir, progress)
     feature_sets[ALONE] = feats
     _log(f"{ALONE}: {_describe(embedding[ALONE])}", started)
@@ -124,6 +125,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     if config.context is not None:
         backbone = Backbone(config.context)
         label = _label(backbone)
+        settings[label] = asdict(backbone.config)
         feats, embedding[label] = _embed(backbone, train_data + test_data, cache_dir, progress)
         _log(f"{label}: {_describe(embedding[label])}", started)
         hidden = backbone.hidden_size - (NUM_SURPRISE if config.context.features != "hidden"
@@ -191,6 +193,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
                "n_max": n_max, "test_problems": len(test_world), "test_pool": config.test_pool,
                "train_candidates": n_train, "world_stats": synthetic.pool_stats(test_world),
                "real_ranges": synthetic.REAL_RANGES, "embedding": embedding,
+               "backbones": settings,
                "training": summaries, "step_auroc": step_auroc, "thresholds": thresholds,
                "error_kinds": error_kinds}
     for target in ("answer", "process"):
@@ -323,6 +326,8 @@ def render_report(r: dict) -> str:
     lines += ["## Verdict", "", f"Fixed in advance: {PRIMARY[0]} and {PRIMARY[1]} against "
               f"majority vote at N={n_max}, on the final answer.", ""]
     lines += [_versus(name, r["vs_majority_answer"][name], n_max) for name in PRIMARY]
+    if not any(r["vs_majority_answer"][name]["low"] > 0 for name in PRIMARY):
+        lines += ["", "Neither beats majority vote on the final answer. " + _missed(r)]
     lines += ["", "On the whole process (the chosen solution has no wrong step):", ""]
     lines += [_versus(name, r["vs_majority_process"][name], n_max) for name in PRIMARY]
     main = _main_rows(r)
@@ -372,12 +377,12 @@ def render_report(r: dict) -> str:
               "```"] + synthetic.format_comparison(r["world_stats"]) + ["```", ""]
     lines += ["## How this was run", ""]
     for name, e in r["embedding"].items():
-        lines.append(f"- {name}: {_describe(e)}.")
-    context = r["config"]["context"]
-    if context is not None:
-        lines.append(f"- In-context backbone settings: {context}. SmolLM2-135M-Instruct ships as "
-                     "a 4-bit (Q4_1) GGUF file, dequantized on load: it is not the bf16 model.")
-    lines += [f"- Heads: {r['config']['head']}; training {r['config']['train']}.",
+        lines.append(f"- {name}: {_describe(e)}; settings {r['backbones'][name]}.")
+    if r["config"]["context"] is not None and r["config"]["context"]["backbone"] == "smollm2":
+        lines.append("- SmolLM2-135M-Instruct ships as a 4-bit (Q4_1) GGUF file, dequantized on "
+                     "load: it is not the bf16 model.")
+    lines += [f"- Heads: {r['config']['head']}; training {r['config']['train']}. Set before "
+              "looking at held-out results, the same for every head.",
               "- Content-free baselines: the same head trained on random features, and on step "
               "length only (characters, words).", ""]
     return "\n".join(lines)
@@ -394,6 +399,15 @@ def _main_rows(r: dict) -> list[str]:
 
 def _auroc_recall(row: dict) -> str:
     return f"{row['auroc']:.2f} / {row['recall']:.2f}"
+
+
+def _missed(r: dict) -> str:
+    """The error kinds the PRM flags least often, in words."""
+    rows = sorted((row for row in r["error_kinds"][r["primary_head"]]
+                   if row["origin"] and row["count"] >= 20), key=lambda row: row["recall"])[:3]
+    return "The first errors it flags least often: " + "; ".join(
+        f"{row['kind'].replace('_', ' ')} ({row['origin']}, n={row['count']}): recall "
+        f"{row['recall']:.2f}, AUROC {row['auroc']:.2f}" for row in rows) + "."
 
 
 def _versus(name: str, d: dict, n_max: int) -> str:
@@ -419,21 +433,20 @@ def _explain(r: dict) -> list[str]:
                    f"({len_auc:.3f}) and the random-feature head's ({rand_auc:.3f}): it reads "
                    "step content.")
     if ALONE in aucs and primary != ALONE:
-        out.append(f"- Reading each step alone with a sentence encoder ({ALONE}) gives step "
-                   f"AUROC {aucs[ALONE]:.3f}; in context, {aucs[primary]:.3f}. Such a vector "
-                   "barely changes when `80 - 46 = 34` becomes `80 - 46 = 36`.")
+        better = "above" if aucs[primary] > aucs[ALONE] + 0.02 else "not above"
+        out.append(f"- Read in context, the steps give step AUROC {aucs[primary]:.3f}, {better} "
+                   f"a sentence encoder reading each step alone ({aucs[ALONE]:.3f}), whose "
+                   "vector barely changes when `80 - 46 = 34` becomes `80 - 46 = 36`.")
     kinds = r["error_kinds"][primary]
-    missed = sorted((row for row in kinds if row["origin"] and row["count"] >= 20),
-                    key=lambda row: row["recall"])[:2]
-    if missed:
-        out.append("- The errors the PRM flags least often: " + "; ".join(
-            f"{row['kind'].replace('_', ' ')} ({row['origin']}, n={row['count']}): recall "
-            f"{row['recall']:.2f}, AUROC {row['auroc']:.2f}" for row in missed) + ".")
+    out.append(f"- {_missed(r)}")
     false_checks = [row for row in kinds if row["kind"] == "false_check"]
     if false_checks and false_checks[0]["recall"] > 0.5:
-        out.append("- A false \"To check\" step sits in solutions whose answer is still right: "
-                   "flagging it makes min-aggregation reject right answers, which costs "
-                   "final-answer accuracy but is what process correctness asks for.")
+        share = false_checks[0]["count"] / kinds[-1]["count"]
+        out.append(f"- False \"To check\" steps are {100 * share:.0f}% of first errors and the "
+                   f"PRM flags {100 * false_checks[0]['recall']:.0f}% of them, but they sit in "
+                   "solutions whose answer is still right: min-aggregation then rejects right "
+                   "answers. That costs final-answer accuracy and is what process correctness "
+                   "asks for.")
     if abs(at("PRM (sum)") - at("longest")) < 0.03 and at("PRM (sum)") > at("PRM (min)"):
         out.append(f"- PRM (sum) ({pct(at('PRM (sum)'))}%) tracks 'longest' "
                    f"({pct(at('longest'))}%): a sum of probabilities grows with the number of "
