@@ -66,8 +66,6 @@ BATCH_OVERHEAD_TOKENS = 256
 # of candidates. Larger trees give larger forward batches (1.6x the speed of trees a quarter the
 # size, measured on pools of 32).
 TREE_KV_BYTES = 4 << 30
-# A shared prefix becomes a node of its own when sharing saves this many tokens.
-MIN_SHARED_TOKENS = 0
 
 
 def _minilm_path() -> Path:
@@ -406,8 +404,7 @@ class Backbone:
                                    limit):
             tree = PrefixTree.build([(pre + list(tokens[i].ids),
                                       [len(pre) + tokens[i].question_len]
-                                      + [len(pre) + e for e in tokens[i].ends]) for i in group],
-                                     MIN_SHARED_TOKENS)
+                                      + [len(pre) + e for e in tokens[i].ends]) for i in group])
             vectors = run_tree(self, tree, stats, on_batch)
             for i, steps in zip(group, tree.steps):
                 for t, (node, span) in enumerate(steps):

@@ -56,21 +56,15 @@ class PrefixTree:
     steps: list[list[tuple[int, int]]]
 
     @classmethod
-    def build(cls, sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
-              min_shared: int = 0) -> "PrefixTree":
+    def build(cls, sequences: Sequence[tuple[Sequence[int], Sequence[int]]]) -> "PrefixTree":
         """``sequences``: (ids, piece ends) pairs; the first piece is the question (with any
-        leading special tokens), each later piece one step.
-
-        A prefix shared by k sequences becomes a node of its own when sharing saves at least
-        ``min_shared`` tokens ((k - 1) x its length); a shorter one is run again as part of each
-        continuation (a node costs a forward batch and a copy of its past, which a few saved
-        tokens do not repay).
-        """
+        leading special tokens), each later piece one step."""
         # 1. A trie with one node per distinct prefix ending at a piece boundary.
         index: dict[tuple[int, tuple[int, ...]], int] = {}
         parent_of: list[int] = []
         pieces: list[tuple[int, ...]] = []
-        children: list[int] = []
+        end_of: list[int] = []  # absolute end position of each trie node
+        children = []
         paths = []
         for ids, ends in sequences:
             parent, start, path = -1, 0, []
@@ -81,48 +75,35 @@ class PrefixTree:
                     node = index[key] = len(pieces)
                     parent_of.append(parent)
                     pieces.append(key[1])
+                    end_of.append(end)
                     children.append(0)
                     if parent >= 0:
                         children[parent] += 1
                 path.append(node)
                 parent, start = node, end
             paths.append(path)
-        # 2. Cut points: a branch point whose run since the last cut is worth sharing. Parents
-        #    precede children, so one pass suffices.
-        run = [0] * len(pieces)  # tokens since the last cut, this piece included
-        cut = [False] * len(pieces)
+        # 2. Chains without a branch become one node: a trie node joins its parent's node when it
+        #    is the parent's only child. Parents precede children, so one pass suffices.
+        nodes: list[Node] = []
+        place: list[tuple[int, int]] = []  # trie node -> (tree node, local start)
         for u, piece in enumerate(pieces):
             p = parent_of[u]
-            run[u] = len(piece) + (run[p] if p >= 0 and not cut[p] else 0)
-            cut[u] = children[u] >= 2 and (children[u] - 1) * run[u] >= min_shared
-        # 3. Each sequence is cut into segments; equal segments (same first and last trie node)
-        #    are one node, whose parent is the node of the segment before.
-        nodes: list[Node] = []
-        node_of: dict[tuple[int, int], int] = {}
-        steps = []
-        for path in paths:
-            segments, first = [], 0
-            for j, u in enumerate(path):
-                if cut[u] or j == len(path) - 1:
-                    segments.append(path[first:j + 1])
-                    first = j + 1
-            parent, position, seq_steps = -1, 0, []
-            for segment in segments:
-                key = (segment[0], segment[-1])
-                node = node_of.get(key)
-                if node is None:
-                    node = node_of[key] = len(nodes)
-                    nodes.append(Node(parent=parent, ids=[], start=position,
-                                      depth=nodes[parent].depth + 1 if parent >= 0 else 0))
-                    for u in segment:
-                        if parent_of[u] >= 0:  # every piece after the question is a step
-                            local = len(nodes[node].ids)
-                            nodes[node].spans.append((local, local + len(pieces[u])))
-                        nodes[node].ids.extend(pieces[u])
-                seq_steps += [(node, k) for k in range(len(nodes[node].spans))]
-                parent, position = node, position + len(nodes[node].ids)
-            steps.append(seq_steps)
-        return cls(nodes, steps)
+            if p >= 0 and children[p] == 1:
+                node = place[p][0]
+                place.append((node, len(nodes[node].ids)))
+                nodes[node].ids.extend(piece)
+            else:
+                up = place[p][0] if p >= 0 else -1
+                nodes.append(Node(parent=up, ids=list(piece), start=end_of[u] - len(piece),
+                                  depth=nodes[up].depth + 1 if p >= 0 else 0))
+                place.append((len(nodes) - 1, 0))
+        span_of: dict[int, tuple[int, int]] = {}
+        for u, piece in enumerate(pieces):
+            if parent_of[u] >= 0:  # every piece after the question is a step
+                node, local = place[u]
+                span_of[u] = (node, len(nodes[node].spans))
+                nodes[node].spans.append((local, local + len(piece)))
+        return cls(nodes, [[span_of[u] for u in path[1:]] for path in paths])
 
     @property
     def levels(self) -> list[list[int]]:
