@@ -34,6 +34,7 @@ import torch
 
 from prmkit.data.champ import load_champ
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, embed_trajectories
+from prmkit.embed.rows import pad, plan_batches, plan_rows
 from prmkit.records import Trajectory
 
 
@@ -57,10 +58,10 @@ def time_raw(backbone: Backbone, data: list[Trajectory]) -> float:
     """The forward pass alone, on the batches the single-pass pipeline forms for this data."""
     rows = []
     for i, t in enumerate(data):
-        jobs, _ = backbone.jobs(i, backbone.tokenize(t.question, t.steps))
+        jobs, _ = plan_rows(backbone, i, backbone.tokenize(t.question, t.steps))
         rows.extend(job.input_ids for job in jobs)
-    batches = [backbone.pad([rows[j] for j in batch])
-               for batch in backbone.plan_batches([len(r) for r in rows])]
+    batches = [pad([rows[j] for j in batch], backbone.pad_id)
+               for batch in plan_batches([len(r) for r in rows], backbone.config.batch_tokens)]
     start = time.perf_counter()
     for ids, mask in batches:
         backbone.run(ids, mask)

@@ -14,8 +14,8 @@ candidates each. Backbone: SmolLM2-135M (`--backbone smollm2`, bfloat16, its def
 Each measurement runs the whole pipeline on the same text (tokenization, forward passes, pooling,
 surprise features), --runs times interleaved, median reported.
 
-    python bench/prefix.py                 # 20 problems x 32 candidates, 3 runs
-    python bench/prefix.py --problems 40 --pool 24
+    python bench/prefix.py                 # 40 problems x 32 candidates, 3 runs (~12 min)
+    python bench/prefix.py --problems 20 --pool 24 --runs 1
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="smollm2")
-    parser.add_argument("--problems", type=int, default=20)
+    parser.add_argument("--problems", type=int, default=40)
     parser.add_argument("--pool", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)

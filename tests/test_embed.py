@@ -4,6 +4,7 @@ import torch
 
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, embed_trajectories, tokenize_steps
 from prmkit.embed.cache import entry_key
+from prmkit.embed.rows import plan_rows, run_rows
 from prmkit.embed.tokens import plain_ids
 from prmkit.errors import PrmkitError
 from prmkit.records import Trajectory
@@ -44,25 +45,6 @@ def test_step_pooling_by_hand(minilm):
     expected = h[1 + st.starts[0]:1 + st.ends[0]].mean(0).numpy()
     got, _ = embed_trajectories([Trajectory(Q, STEPS[:1])], minilm, progress=False)
     np.testing.assert_allclose(got[0][0].astype(np.float32), expected, atol=2e-3)
-
-
-def test_left_truncation_keeps_the_current_step_and_is_counted():
-    backbone = Backbone(EmbedConfig(backbone="minilm", max_length=24))
-    long_q = "word " * 40
-    feats, report = embed_trajectories([Trajectory(long_q, ["a short step.", "another one."])],
-                                       backbone, progress=False)
-    assert report["truncated_steps"] == 2
-    assert feats[0].shape == (2, 384)
-    # the window keeps the current step whole, at its end, after a left-cut context
-    tokens = backbone.tokenize(long_q, ["a short step.", "another one."])
-    job = backbone.jobs(0, tokens)[0][1]  # the second step's window
-    step_ids = list(tokens.ids[tokens.starts[1]:tokens.ends[1]])
-    assert len(job.input_ids) == 24 and job.input_ids[-len(step_ids) - 1:-1] == step_ids
-    (_, start, end), = job.spans
-    assert job.input_ids[start:end] == step_ids
-    strict = Backbone(EmbedConfig(backbone="minilm", max_length=24, truncation="error"))
-    with pytest.raises(PrmkitError, match="the backbone allows 24"):
-        embed_trajectories([Trajectory(long_q, ["a short step."])], strict, progress=False)
 
 
 def test_cache_second_run_does_no_forward_pass(minilm, tmp_path):
@@ -117,8 +99,8 @@ def float32_steps(backbone, trajectories):
     """Step vectors straight from the backbone, before float16 storage. Also returns row count."""
     out, rows = [], 0
     for i, t in enumerate(trajectories):
-        jobs, _ = backbone.jobs(i, backbone.tokenize(t.question, t.steps))
-        pooled, stats = backbone.forward(jobs)
+        jobs, _ = plan_rows(backbone, i, backbone.tokenize(t.question, t.steps))
+        pooled, stats = run_rows(backbone, jobs)
         rows += stats.rows
         vectors = np.zeros((t.num_steps, backbone.hidden_size), np.float32)
         for job, v in zip(jobs, pooled):
@@ -143,39 +125,12 @@ def test_single_pass_equals_per_prefix_on_causal_models(tmp_path, minilm, model_
         assert np.abs(x - y).max() <= 1e-5 * np.abs(y).max()
 
 
-def test_batches_minimize_padding_plus_a_cost_per_batch(minilm):
-    from prmkit.embed.backbone import BATCH_OVERHEAD_TOKENS
-
-    assert BATCH_OVERHEAD_TOKENS == 256
-    # lengths 10 10 11 20 21 | 100, each batch costing 256 + rows x longest:
-    #   one batch:             256 + 6 x 100                      = 856
-    #   [10 10 11 20 21][100]: 256 + 5 x 21 + 256 + 100            = 717  (the least)
-    #   [10 10 11][20 21][100]: 3 x 256 + 3 x 11 + 2 x 21 + 100    = 943
-    assert minilm.plan_batches([100, 10, 21, 10, 11, 20]) == [[1, 3, 4, 5, 2], [0]]
-    small = minilm.with_layer(-1)
-    small.config = EmbedConfig(backbone="minilm", batch_tokens=30)
-    # at most 3 rows of 10 per batch (4 x 10 > 30); every split costs 552: the first is kept
-    assert small.plan_batches([10, 10, 10, 10]) == [[0], [1, 2, 3]]
-    # rows longer than the budget still run, one per batch
-    assert small.plan_batches([40, 50]) == [[0], [1]]
-
-
 def test_with_layer_shares_the_model_and_checks_the_index(minilm):
     other = minilm.with_layer(3)
     assert other.config.layer == 3 and other.fingerprint["layer"] == 3
     assert minilm.fingerprint["layer"] == -1 and other.tokenizer is minilm.tokenizer
     with pytest.raises(PrmkitError, match="layer 7 does not exist: the backbone has 6 layers"):
         minilm.with_layer(7)
-
-
-def test_forward_reports_each_batch_for_progress_bars(minilm):
-    tokens = minilm.tokenize(Q, STEPS)
-    jobs, _ = minilm.jobs(0, tokens)
-    seen = []
-    minilm.forward(jobs, on_batch=lambda steps, tokens: seen.append((steps, tokens)))
-    assert sum(steps for steps, _ in seen) == 2  # one row per step, each seen once
-    # per prefix: the rows are [CLS] q s0 [SEP] and [CLS] q s0 s1 [SEP]
-    assert sum(n for _, n in seen) == (2 + tokens.ends[0]) + (2 + tokens.ends[1])
 
 
 def test_several_layers_in_one_pass_equal_each_layer_alone(minilm):
@@ -198,7 +153,7 @@ def test_single_pass_equals_per_prefix_when_contexts_are_cut(tmp_path, minilm):
     a, _ = float32_steps(single, data)
     b, _ = float32_steps(prefix, data)
     assert np.abs(a[0] - b[0]).max() <= 1e-5 * np.abs(b[0]).max()
-    _, truncated = single.jobs(0, single.tokenize(data[0].question, data[0].steps))
+    _, truncated = plan_rows(single, 0, single.tokenize(data[0].question, data[0].steps))
     assert truncated >= 1  # the case under test really cuts contexts
 
 
@@ -235,3 +190,47 @@ def test_forward_stops_at_the_read_layer_and_equals_the_full_forward(tmp_path, m
     read_last, _ = backbone.with_layer((1, -1)).run(ids, mask)
     torch.testing.assert_close(read_last[..., 32:], full.hidden_states[-1], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(read_last[..., 32:], full.last_hidden_state, rtol=1e-6, atol=1e-6)
+
+
+def test_a_resumed_run_computes_the_same_bytes_with_shared_prefixes(tmp_path, minilm):
+    # The shard plan depends on the input alone: a shard missing from the cache (never written,
+    # as after a kill) is computed again exactly as the uninterrupted run computed it.
+    folder = tiny_causal_lm("llama", tmp_path / "llama", minilm.path)
+    backbone = Backbone(EmbedConfig(backbone=str(folder)))
+    assert backbone.shares_prefixes
+    data = [Trajectory(f"What is {a} * {b}?", [f"{a} * {b} = {a * b + slip}.",
+                                              f"The answer is {a * b + slip}."])
+            for a, b in ((3, 4), (5, 6), (7, 8)) for slip in (0, 1, 2)]
+    cache = EmbeddingCache(tmp_path / "cache", backbone.fingerprint)
+    first, report = embed_trajectories(data, backbone, cache, progress=False,
+                                       shard_trajectories=4)
+    assert report["shards"] == 3 and report["real_tokens"] < report["input_tokens"]
+    manifests = sorted(cache.dir.glob("shard-*.json"))
+    manifests[1].unlink()  # the middle shard was never written
+    manifests[1].with_suffix(".npy").unlink()
+    again, report = embed_trajectories(data, backbone, EmbeddingCache(tmp_path / "cache",
+                                                                      backbone.fingerprint),
+                                       progress=False, shard_trajectories=4)
+    assert (report["shards"], report["computed"], report["cached"]) == (1, 4, 5)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_resumed_run_does_not_depend_on_rows_of_skipped_shards(tmp_path):
+    # Steps embedded alone recur across shards; each shard computes its own rows, so the last
+    # shard computed again after a kill is the same bytes as in the uninterrupted run.
+    backbone = Backbone(EmbedConfig(backbone="minilm", context="none"))
+    steps = ["Add them: 3 + 4 = 7.", "The answer is 7.", "Multiply: 3 * 4 = 12."]
+    data = [Trajectory(f"Question {i}?", [steps[i % 3], steps[(i + 1) % 3], f"Step {i}."])
+            for i in range(12)]
+    cache = EmbeddingCache(tmp_path / "cache", backbone.fingerprint)
+    first, _ = embed_trajectories(data, backbone, cache, progress=False, shard_trajectories=4)
+    last = sorted(cache.dir.glob("shard-*.json"))[-1]
+    last.unlink()
+    last.with_suffix(".npy").unlink()
+    again, report = embed_trajectories(data, backbone, EmbeddingCache(tmp_path / "cache",
+                                                                      backbone.fingerprint),
+                                       progress=False, shard_trajectories=4)
+    assert (report["shards"], report["computed"]) == (1, 4)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)

@@ -11,7 +11,8 @@ import json
 import sys
 
 from prmkit.embed import EmbedConfig, describe
-from prmkit.embed.backbone import DEFAULT_BACKBONE, DTYPES, FEATURES, POOLINGS
+from prmkit.embed.backbone import DTYPES, FEATURES, POOLINGS
+from prmkit.embed.sources import DEFAULT_BACKBONE
 from prmkit.errors import PrmkitError
 from prmkit._io import jsonable
 from prmkit.demo import DemoConfig
@@ -130,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=2048,
                    help="trajectories per cache shard: an interrupted run loses at most one")
     p.add_argument("--layers", type=int, nargs="+", default=None,
-                   help="compare these layers: embed each, train a small head per layer with 5 "
-                        "seeds (each its own 20%% question split), report validation step AUROC")
+                   help="compare these layers' hidden states: embed each (one pass, stopped at "
+                        "the deepest), train a small head per layer with 5 seeds (each its own "
+                        "20%% question split), report validation step AUROC")
     _add_embed_args(p)
     _add_common(p)
     p = sub.add_parser("data", help="convert, describe and generate step-labelled data")

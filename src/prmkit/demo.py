@@ -222,12 +222,15 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     write_json(out_dir / "results.json", results)
     with atomic_open(out_dir / "report.md") as f:
         f.write(text)
-    curves = {name: {n: row[str(n)] for n in config.ns}
-              for name, row in results["best_of_n_answer"].items()
-              if not name.endswith("weighted majority (min)") or name == PRIMARY[1]}
-    plot_curves(curves, config.ns, out_dir / "bestofn.png",
-                title="Best-of-N on held-out synthetic problems (95% bands for some methods)",
-                banded=(*PRIMARY, "majority vote", "random", bestofn.ORACLE))
+    plotted = (*PRIMARY, "ORM", "majority vote", "random", "longest", f"{ALONE} (min)",
+               "length only (min)", bestofn.ORACLE)
+    panels = [(f"{what}, {len(test_world)} held-out problems",
+               {name: {n: row[str(n)] for n in config.ns}
+                for name, row in results[f"best_of_n_{target}"].items() if name in plotted})
+              for target, what in (("answer", "Final answer right"),
+                                   ("process", "Every step right"))]
+    plot_curves(panels, config.ns, out_dir / "bestofn.png",
+                banded=(*PRIMARY, "majority vote", bestofn.ORACLE))
     _log(f"wrote {out_dir / 'report.md'}, results.json and bestofn.png", started)
     results["report"] = text
     return results
@@ -336,8 +339,7 @@ def render_report(r: dict) -> str:
     lines += ["", "## Best-of-N accuracy, whole process correct (%)", "",
               "A solution counts only if every step is right; weighted majority and majority "
               "vote pick a candidate with the chosen answer at random.", ""]
-    lines += curve_table({k: process[k] for k in (*PRIMARY, "ORM", "majority vote", "random",
-                                                  bestofn.ORACLE)}, ns)
+    lines += curve_table({k: process[k] for k in main}, ns)
     lines += ["", f"## Backbones and feature sets, N={n_max}", "",
               "Each PRM is the same head trained on the same solutions; only its step features "
               "differ. Step AUROC is on held-out labelled steps.", ""]

@@ -32,35 +32,37 @@ def curve_table(curves: Mapping[str, Mapping[str, Cell]], ns: Sequence[int]) -> 
                  [[name] + [interval(row[str(n)]) for n in ns] for name, row in curves.items()])
 
 
-def plot_curves(curves: Mapping[str, Mapping[int, Cell]], ns: Sequence[int], path: Path,
-                title: str, banded: tuple[str, ...] = (),
+def plot_curves(panels: Sequence[tuple[str, Mapping[str, Mapping[int, Cell]]]],
+                ns: Sequence[int], path: Path, banded: tuple[str, ...] = (),
                 dashed: tuple[str, ...] = ("oracle", "random", "longest", "shortest")) -> None:
-    """Accuracy vs N, one line per method; 95% bands for the ``banded`` methods only (a dozen
-    overlapping bands would hide every line). Written to a temporary name, then renamed."""
+    """Accuracy vs N, one panel per (title, curves), one line per method (a method keeps its
+    colour across panels); 95% bands for the ``banded`` methods only (a dozen overlapping bands
+    would hide every line). Written to a temporary name, then renamed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    colors = plt.get_cmap("tab20").colors
-    for k, (name, row) in enumerate(curves.items()):
-        mean = [row[n]["mean"] for n in ns]
-        color = colors[(2 * k) % 20 + (2 * k) // 20]  # the saturated tab20 colours first
-        ax.plot(ns, mean, "--" if name in dashed else "-", marker="o", label=name,
-                linewidth=1.5, color=color)
-        if name in banded:
-            ax.fill_between(ns, [row[n]["low"] for n in ns], [row[n]["high"] for n in ns],
-                            alpha=0.12, color=color)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(ns), [str(n) for n in ns])
-    ax.set_xlabel("N (candidates per problem)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
+    palette = plt.get_cmap("tab10").colors
+    names = list(dict.fromkeys(name for _, curves in panels for name in curves))
+    colors = {name: palette[k % len(palette)] for k, name in enumerate(names)}
+    for ax, (title, curves) in zip(axes[0], panels):
+        for name, row in curves.items():
+            ax.plot(ns, [row[n]["mean"] for n in ns], "--" if name in dashed else "-",
+                    marker="o", label=name, linewidth=1.5, color=colors[name])
+            if name in banded:
+                ax.fill_between(ns, [row[n]["low"] for n in ns], [row[n]["high"] for n in ns],
+                                alpha=0.12, color=colors[name])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(ns), [str(n) for n in ns])
+        ax.set_xlabel("N (candidates per problem)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)

@@ -57,11 +57,12 @@ def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers
                    seeds: tuple[int, ...] = (0, 1, 2, 3, 4), progress: bool = True) -> list[dict]:
     """Which layer of the backbone serves a PRM best: read every layer in one pass (cached),
     train a small head on each layer's vectors with each seed (each seed draws its own question
-    split), and report validation step AUROC, mean and spread over seeds: one seed is noise."""
+    split), and report validation step AUROC, mean and spread over seeds: one seed is noise.
+    Hidden states only (``embed.features`` is ignored): the pass stops at the deepest layer."""
     trajectories, locations = _trajectories(data)
     head = head or {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
     # One pass reads every layer (their vectors side by side); each layer's slice is then scored.
-    backbone = Backbone(replace(embed, layer=tuple(layers)))
+    backbone = Backbone(replace(embed, layer=tuple(layers), features="hidden"))
     features, _ = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
                                      progress=progress, locations=locations)
     width = backbone.model_hidden_size

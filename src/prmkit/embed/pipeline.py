@@ -8,7 +8,8 @@ from dataclasses import asdict
 import numpy as np
 from tqdm.auto import tqdm
 
-from prmkit.embed.backbone import Backbone, EmbedStats
+from prmkit.embed.backbone import Backbone
+from prmkit.embed.rows import EmbedStats
 from prmkit.embed.cache import EmbeddingCache, entry_key, to_fp16
 from prmkit.embed.tokens import StepTokens
 from prmkit.errors import DataError

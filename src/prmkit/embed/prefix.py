@@ -29,6 +29,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from prmkit.embed.rows import pad, plan_batches
+
 Span = tuple[int, int, int]  # (node, local start, local end), end exclusive
 
 
@@ -134,8 +136,8 @@ def run_tree(backbone, tree: PrefixTree, stats, on_batch: Callable | None = None
              ) -> list[np.ndarray]:
     """Every node's step vectors, ``out[node]`` of shape (len(node.spans), H) float32.
 
-    ``backbone`` provides ``pad``, ``plan_batches``, ``run`` (the forward pass, stopped at the
-    deepest layer it needs), ``token_logprobs`` and ``step_vectors`` (pooling and surprise).
+    ``backbone`` provides ``run`` (the forward pass, stopped at the deepest layer it needs),
+    ``token_logprobs`` and ``step_vectors`` (pooling and surprise).
     ``stats`` (an ``EmbedStats``) counts the work; ``on_batch(steps, tokens)`` is called after
     each batch.
     """
@@ -146,9 +148,10 @@ def run_tree(backbone, tree: PrefixTree, stats, on_batch: Callable | None = None
     path_sum: dict[int, np.ndarray] = {}  # node -> (H_read,) float64 sum of states to its end
     out: list[np.ndarray] = [np.zeros((0, backbone.hidden_size), np.float32)] * len(nodes)
     for level in tree.levels:
-        for batch in backbone.plan_batches([len(nodes[i].ids) for i in level]):
+        for batch in plan_batches([len(nodes[i].ids) for i in level],
+                                  backbone.config.batch_tokens):
             rows = [level[j] for j in batch]
-            ids, mask = backbone.pad([nodes[i].ids for i in rows])  # (B, L)
+            ids, mask = pad([nodes[i].ids for i in rows], backbone.pad_id)  # (B, L)
             starts = torch.tensor([nodes[i].start for i in rows])
             positions = starts[:, None] + torch.arange(ids.shape[1])[None, :]  # (B, L)
             cache, past_mask = _past(nodes, rows, kv)
