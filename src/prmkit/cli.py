@@ -19,6 +19,16 @@ from prmkit.demo import DemoConfig
 from prmkit.train import TrainConfig
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one to show: a None or False default is described in
+    the option's own help (or means "off")."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _add_embed_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("step embeddings")
     g.add_argument("--backbone", default=DEFAULT_BACKBONE,
@@ -77,11 +87,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prmkit", description="Process Reward Models: train on step-labelled data, score "
-        "solutions step by step.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "solutions step by step.", formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="embed a JSONL of labelled trajectories and train a PRM head",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     p.add_argument("data", help="JSONL of trajectories (see README: the record format)")
     p.add_argument("--out", required=True, help="folder for the model, checkpoint and summary")
     p.add_argument("--target", choices=("step", "outcome"), default="step",
@@ -115,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score trajectories with a trained PRM: per-step "
                        "probabilities and every aggregate",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     p.add_argument("model", help="folder written by `prmkit train`")
     p.add_argument("data", help="JSONL of trajectories (labels are ignored)")
     p.add_argument("--out", help="write one JSON line per trajectory here")
@@ -126,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="embed every step of a JSONL into the cache (resumable); "
                        "with --layers, compare layers for a PRM",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     p.add_argument("data", help="JSONL of trajectories")
     p.add_argument("--shard-size", type=int, default=2048,
                    help="trajectories per cache shard: an interrupted run loses at most one")
@@ -140,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     formats = ["jsonl", "prm800k", "math-shepherd", "trl", "processbench", "champ"]
     q = data.add_parser("convert", help="read one format, write another",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_HelpFormatter)
     q.add_argument("source", help="file, folder, or Hugging Face dataset name (needs network)")
     q.add_argument("dest", help="output file (written atomically)")
     q.add_argument("--from", dest="src_format", choices=formats, required=True)
@@ -149,14 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(q)
     q = data.add_parser("stats", help="items, steps, label balance, step lengths, too-coarse and "
                         "too-fine steps; candidate-pool statistics when questions repeat",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_HelpFormatter)
     q.add_argument("source")
     q.add_argument("--format", choices=formats, default="jsonl")
     q.add_argument("--split", default=None)
     _add_common(q)
     q = data.add_parser("overlap", help="questions of A that also appear in B (after "
                         "normalisation): check evaluation data against training data",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_HelpFormatter)
     q.add_argument("a")
     q.add_argument("b")
     q.add_argument("--format-a", choices=formats, default="jsonl")
@@ -164,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--show", type=int, default=10, help="list at most this many questions")
     _add_common(q)
     q = data.add_parser("synthetic", help="write pools of the built-in synthetic world as JSONL",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_HelpFormatter)
     q.add_argument("--out", required=True)
     q.add_argument("--problems", type=int, default=300)
     q.add_argument("--pool", type=int, default=64, help="candidates per problem")
@@ -177,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole loop on the built-in synthetic world: PRMs on "
                        "SmolLM2 reading steps in context and on MiniLM reading them alone, an ORM "
                        "and content-free heads; best-of-N with intervals, what each PRM catches",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_HelpFormatter)
     p.add_argument("--out", default="runs/demo", help="folder for report.md, results.json, "
                    "bestofn.png and the trained heads")
     p.add_argument("--quick", action="store_true",

@@ -43,7 +43,7 @@ from prmkit.train import TrainConfig, split_by_question, train
 
 @dataclass
 class DemoConfig:
-    train_problems: int = 500
+    train_problems: int = 400
     train_pool: int = 8
     test_problems: int = 200
     test_pool: int = 24
