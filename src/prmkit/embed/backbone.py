@@ -283,8 +283,8 @@ class Backbone:
         """(num_steps, H) float32 vectors for each trajectory, and the work done.
 
         Trajectories that fit the model's window share their prefixes when the backbone allows
-        it (``shares_prefixes``); the others run as rows (``jobs``). The result is a function of
-        ``tokens`` alone: the same input always gives the same batches.
+        it (``shares_prefixes``, ``prefix.py``); the others run as rows (``rows.py``). The
+        result is a function of ``tokens`` alone: the same input always gives the same batches.
         """
         stats = EmbedStats()
         out = [np.zeros((t.num_steps, self.hidden_size), np.float32) for t in tokens]

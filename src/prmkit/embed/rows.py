@@ -94,25 +94,24 @@ def _alone(traj: int, step: int, step_ids, pre, suf, room: int) -> Job:
     step_ids = list(step_ids[-room:])
     return Job(traj, pre + step_ids + suf, [(step, len(pre), len(pre) + len(step_ids))])
 
-def run_rows(backbone, jobs: list[Job], memo: dict | None = None,
+def run_rows(backbone, jobs: list[Job],
              on_batch=None) -> tuple[list[np.ndarray], EmbedStats]:
     """Run jobs in length-sorted, token-budgeted batches; return each job's (n_spans, H).
 
-    Identical rows (steps shared by solutions, embedded alone) run once. ``memo`` carries
-    finished rows across calls, if given. ``on_batch(steps, tokens)``, if given, is called
-    after each batch with its steps and real tokens (for progress bars).
+    Identical rows (steps shared by solutions, embedded alone) run once. ``on_batch(steps,
+    tokens)``, if given, is called after each batch with its steps and real tokens (for
+    progress bars).
     """
     stats = EmbedStats()
-    memo = {} if memo is None else memo
     unique: dict[tuple, int] = {}
     rows: list[Job] = []
-    job_row: list[tuple] = []
+    job_row: list[int] = []
     for job in jobs:
         key = (tuple(job.input_ids), tuple((s, e) for _, s, e in job.spans))
-        if key not in memo and key not in unique:
+        if key not in unique:
             unique[key] = len(rows)
             rows.append(job)
-        job_row.append(key)
+        job_row.append(unique[key])
     stats.shared_rows += len(jobs) - len(rows)
     results: list[np.ndarray | None] = [None] * len(rows)
     for batch in plan_batches([len(r.input_ids) for r in rows], backbone.config.batch_tokens):
@@ -121,11 +120,8 @@ def run_rows(backbone, jobs: list[Job], memo: dict | None = None,
         if on_batch is not None:
             on_batch(sum(len(rows[j].spans) for j in batch),
                      sum(len(rows[j].input_ids) for j in batch))
-    out = [results[unique[key]] if key in unique else memo[key] for key in job_row]
-    if len(memo) > 200_000:  # bound memory on very large runs; only reuse is lost
-        memo.clear()
-    memo.update((key, results[i]) for key, i in unique.items())
-    return out, stats
+    return [results[j] for j in job_row], stats
+
 
 def plan_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
     """Group rows (by index) into batches of rows sorted by length, each batch's padded size
