@@ -12,7 +12,7 @@ candidates each. Backbone: SmolLM2-135M (`--backbone smollm2`, bfloat16, its def
    there (`stopped`) and by one that runs every layer (`full depth`), both without sharing.
 
 Each measurement runs the whole pipeline on the same text (tokenization, forward passes, pooling,
-surprise features), --runs times interleaved, median reported.
+surprise features), --runs times interleaved (every other run in reverse order), median reported.
 
     python bench/prefix.py                 # 40 problems x 32 candidates, 3 runs (~12 min)
     python bench/prefix.py --problems 20 --pool 24 --runs 1
@@ -67,8 +67,10 @@ def main() -> None:
 
     times = {key: [] for key in (*variants, "full")}
     stats = {}
+    order = [*variants.items(), ("full", full)]
     for run in range(args.runs):
-        for key, backbone in (*variants.items(), ("full", full)):
+        # each run reverses the order of the one before: no variant always runs first or last
+        for key, backbone in order if run % 2 == 0 else order[::-1]:
             seconds, stats[key] = timed(backbone, tokens)
             times[key].append(seconds)
         print(f"run {run + 1}/{args.runs} done", flush=True)
