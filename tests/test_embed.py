@@ -78,23 +78,6 @@ def test_fingerprint_covers_tokenizer_and_special_tokens(minilm):
     assert entry_key(minilm.tokenize("q", ["a"])) != entry_key(minilm.tokenize("q", ["b"]))
 
 
-def test_shard_without_manifest_does_not_exist(tmp_path):
-    cache = EmbeddingCache(tmp_path, {"x": 1})
-    cache.put([("k1", np.ones((2, 4), np.float32))])
-    # simulate a writer killed after the data and before the manifest
-    np.save(cache.dir / "shard-99999999999999999999-1.npy", np.zeros((3, 4), np.float16))
-    reopened = EmbeddingCache(tmp_path, {"x": 1})
-    assert len(reopened) == 1 and "k1" in reopened
-    np.testing.assert_array_equal(reopened.get("k1"), np.ones((2, 4), np.float16))
-
-
-def test_fp16_overflow_is_refused(tmp_path):
-    cache = EmbeddingCache(tmp_path, {"x": 1})
-    with pytest.raises(PrmkitError, match="beyond float16"):
-        cache.put([("k", np.array([[70000.0, 1.0]]))])
-    assert len(EmbeddingCache(tmp_path, {"x": 1})) == 0
-
-
 def float32_steps(backbone, trajectories):
     """Step vectors straight from the backbone, before float16 storage. Also returns row count."""
     out, rows = [], 0
@@ -233,4 +216,41 @@ def test_a_resumed_run_does_not_depend_on_rows_of_skipped_shards(tmp_path):
                                        progress=False, shard_trajectories=4)
     assert (report["shards"], report["computed"]) == (1, 4)
     for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kill_after", [0, 1, 3, 5])
+def test_a_run_killed_at_any_shard_resumes_to_the_same_bytes(tmp_path, minilm, kill_after):
+    # Killed after `kill_after` published shards, with the next shard's data half-written:
+    # the resumed run computes the rest exactly as the uninterrupted run did, to the bit.
+    from conftest import make_rows
+
+    folder = tiny_causal_lm("llama", tmp_path / "llama", minilm.path)
+    backbone = Backbone(EmbedConfig(backbone=str(folder)))
+    data = [Trajectory.from_dict(r) for r in make_rows(8)]  # 24 trajectories, 6 shards of 4
+
+    class Killed(Exception):
+        pass
+
+    class DyingCache(EmbeddingCache):
+        published = 0
+
+        def put(self, items):
+            if self.published == kill_after:
+                (self.dir / ".shard-x.npy.half.tmp").write_bytes(b"\x93NUMPY half")
+                raise Killed
+            super().put(items)
+            self.published += 1
+
+    reference, _ = embed_trajectories(data, backbone, EmbeddingCache(tmp_path / "ref",
+                                                                     backbone.fingerprint),
+                                      progress=False, shard_trajectories=4)
+    with pytest.raises(Killed):
+        embed_trajectories(data, backbone, DyingCache(tmp_path / "c", backbone.fingerprint),
+                           progress=False, shard_trajectories=4)
+    again, report = embed_trajectories(data, backbone, EmbeddingCache(tmp_path / "c",
+                                                                      backbone.fingerprint),
+                                       progress=False, shard_trajectories=4)
+    assert report["shards"] == 6 - kill_after
+    for a, b in zip(reference, again):
         np.testing.assert_array_equal(a, b)

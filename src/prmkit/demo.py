@@ -237,7 +237,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
 
 
 def _embed(backbone: Backbone, data: list[Trajectory], cache_dir, progress: bool):
-    cache = EmbeddingCache(cache_dir, backbone.fingerprint)
+    cache = EmbeddingCache(cache_dir, backbone.fingerprint, backbone.source)
     return embed_trajectories(data, backbone, cache, progress=progress)
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,8 +47,8 @@ import torch
 from prmkit.embed.attention import use_grouped_sdpa
 from prmkit.embed.prefix import PrefixTree, run_tree
 from prmkit.embed.rows import EmbedStats, plan_rows, run_rows
-from prmkit.embed.sources import (BACKBONE_DEFAULTS, DEFAULT_BACKBONE, resolve_backbone,
-                                  tokenizer_sha256, weights_sha256)
+from prmkit.embed.sources import (BACKBONE_DEFAULTS, BACKBONES, DEFAULT_BACKBONE,
+                                  resolve_backbone, tokenizer_sha256, weights_sha256)
 from prmkit.embed.surprise import NUM_SURPRISE, step_surprise, token_logprobs
 from prmkit.embed.tokens import StepTokens, special_tokens_around, tokenize_steps
 from prmkit.errors import PrmkitError
@@ -217,6 +218,14 @@ class Backbone:
         other._set_layers(layer)
         other._fingerprint = None
         return other
+
+    @property
+    def source(self) -> str:
+        """The backbone as named, with a local path made absolute: where it came from."""
+        name = self.config.backbone
+        if name in BACKBONES or not Path(name).expanduser().exists():
+            return name
+        return str(Path(name).expanduser().resolve())
 
     @property
     def fingerprint(self) -> dict:

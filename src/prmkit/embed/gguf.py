@@ -12,27 +12,19 @@ imported; only the GGUF file inside it is read.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from prmkit._io import file_sha256
 from prmkit.embed.cache import prmkit_cache_root
 from prmkit.errors import PrmkitError
 
 
 def backbone_cache_dir() -> Path:
     return prmkit_cache_root() / "backbones"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def convert_gguf(gguf_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -62,7 +54,7 @@ def convert_gguf(gguf_path: str | os.PathLike, cache_dir: str | os.PathLike | No
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "SOURCE").write_text(f"{gguf_path.name}\nsha256 {_file_sha256(gguf_path)}\n")
+        (tmp / "SOURCE").write_text(f"{gguf_path.name}\nsha256 {file_sha256(gguf_path)}\n")
         os.replace(tmp, target)  # a complete folder appears at once, or not at all
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -42,8 +42,9 @@ def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
             raise DataError(e.message, path=locations[i][0], line=locations[i][1],
                             field=e.field) from None
     keys = [entry_key(tok) for tok in tokens]
+    have = cache.available(keys) if cache is not None else set()  # checked: never corrupt
     shards = [shard for shard in plan_shards(tokens, keys, shard_trajectories)
-              if cache is None or any(keys[i] not in cache for i in shard)]
+              if any(keys[i] not in have for i in shard)]
     stats = EmbedStats()
     computed: dict[str, np.ndarray] = {}
     started = time.perf_counter()
@@ -61,7 +62,7 @@ def embed_trajectories(trajectories: list[Trajectory], backbone: Backbone,
         shown[0] = 0
         vectors, shard_stats = backbone.embed([tokens[i] for i in shard], on_batch=show)
         stats.add(shard_stats)
-        items = [(keys[i], to_fp16(v)) for i, v in zip(shard, vectors)]
+        items = [(keys[i], to_fp16(v)) for i, v in zip(shard, vectors)]  # refuses NaN and inf
         if cache is not None:
             cache.put(items)
         else:
