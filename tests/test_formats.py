@@ -63,7 +63,7 @@ def test_source_errors(tmp_path):
     with pytest.raises(PrmkitError, match="split applies to hub data sets, not to a local file"):
         load("trl", DATA / "trl_sample.jsonl", split="train")
     (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(DataError, match="empty.jsonl: no records in source"):
+    with pytest.raises(DataError, match="empty.jsonl: no trajectories in source"):
         load("trl", tmp_path / "empty.jsonl")
     (tmp_path / "broken.json").write_text('[{"prompt": "q",\n  oops]')
     with pytest.raises(DataError, match="broken.json:2: invalid JSON: Expecting property name "

@@ -157,4 +157,4 @@ def test_nan_rating_is_reported_at_its_field(tmp_path):
     with pytest.raises(DataError) as error:
         formats.load("prm800k", path)
     assert str(error.value) == (f"{path}:2: label.steps[1].completions[0].rating: number NaN is "
-                                "not allowed (NaN, infinite, or too many digits)")
+                                "not allowed (NaN, infinite, or over 4300 digits)")

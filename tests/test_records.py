@@ -36,7 +36,6 @@ def test_missing_labels_mean_unlabelled():
     ('{"question": "q", "steps": ["a", "b"], "labels": [1]}', "labels", "1 labels for 2 steps"),
     ('{"question": "q", "steps": ["a"], "labels": [2]}', "labels[0]", "must be in [0, 1]"),
     ('{"question": "q", "steps": ["a"], "labels": ["1"]}', "labels[0]", "got str"),
-    ('{"question": "q", "steps": ["a"], "labels": [true]}', "labels[0]", "got bool"),
     ('{"question": "q", "steps": ["a"], "labels": [NaN]}', "labels[0]", "NaN"),
     ('{"question": "q", "steps": ["a"], "labels": [Infinity]}', "labels[0]", "Infinity"),
     ('{"question": "q", "steps": ["a"], "labels": [1e999]}', "labels[0]", "1e999"),
@@ -46,6 +45,13 @@ def test_missing_labels_mean_unlabelled():
     ('{"question": "q", "steps": ["a"], "label_kind": "vibes"}', "label_kind", "must be one of"),
     ('{"question": "q", "steps": ["a"], "lables": [1]}', "lables", "unknown field"),
     ('{"steps": ["a"]}', "question", "missing required field"),
+    ('{"question": "q", "steps": ["a"], "steps": ["b"]}', "steps", "duplicate key"),
+    ('{"question": "q", "steps": ["a\\ud800b"]}', "steps[0]", "lone surrogate ('\\ud800'"),
+    ('{"question": "q", "steps": ["a"], "meta": {"\\udfff": 1}}', "meta.'\\udfff'", "key holds a lone"),
+    ('{"question": "\\u200b\\u2060\\ufeff", "steps": ["a"]}', "question", "invisible"),
+    ('{"question": "q", "steps": ["a", "\\u200b \\u200d"]}', "steps[1]", "invisible"),
+    ('{"question": "q", "steps": ["a"], "meta": ' + "[" * 70 + "]" * 70 + "}", "meta" + "[0]" * 64,
+     "nested more than 64"),
 ])
 def test_malformed_line_names_file_line_field(tmp_path, line, field, words):
     path = write_lines(tmp_path / "bad.jsonl", [json.dumps(GOOD), "", line])
@@ -55,6 +61,26 @@ def test_malformed_line_names_file_line_field(tmp_path, line, field, words):
     assert (err.path, err.line, err.field) == (str(path), 3, field)  # line 2 is blank, still counted
     assert str(err).startswith(f"{path}:3: {field}: ")
     assert words in str(err)
+
+
+def test_json_nested_100000_deep_is_a_clear_error(tmp_path):
+    path = write_lines(tmp_path / "deep.jsonl", [json.dumps(GOOD), "[" * 100_000 + "]" * 100_000])
+    with pytest.raises(DataError, match=f"^{path}:2: JSON nested more than 64 levels deep$"):
+        read_jsonl(path)
+
+
+def test_true_and_false_labels_are_1_and_0():
+    t = Trajectory.from_dict({"question": "q", "steps": ["a", "b"], "labels": [True, False]})
+    assert t.labels == [1, 0] and type(t.labels[0]) is int
+
+
+def test_a_fifo_is_refused_at_once(tmp_path):
+    import os
+
+    fifo = tmp_path / "data.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_jsonl(fifo)
 
 
 def test_invalid_json_names_line(tmp_path):

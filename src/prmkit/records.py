@@ -13,7 +13,7 @@ Only ``question`` and ``steps`` are required. ``labels`` defaults to all-null (u
 
 Labels:
     ``label_kind="correctness"``: each label is 1 (step correct), 0 (wrong), a float in [0, 1]
-    (a soft label), or null (unlabelled: no loss on that step).
+    (a soft label), or null (unlabelled: no loss on that step); true and false mean 1 and 0.
     ``label_kind="value"``: each label is a Monte-Carlo estimate in [0, 1] of reaching a correct
     answer from that step. The two kinds are never mixed silently (see ``check_label_kind``).
 """
@@ -25,10 +25,11 @@ import math
 import os
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from prmkit._io import atomic_open
+from prmkit._io import atomic_open, open_input
 from prmkit.errors import DataError
 
 Label = float | None
@@ -44,7 +45,8 @@ class Trajectory:
     Attributes:
         question: the problem text.
         steps: the solution, one string per step (non-empty).
-        labels: one per step: 1, 0, a float in [0, 1], or None (unlabelled).
+        labels: one per step: 1, 0, a float in [0, 1], or None (unlabelled); true and false
+            (as TRL writes them) are read as 1 and 0.
         label_kind: "correctness" (PRM800K-style) or "value" (Monte-Carlo estimates).
         outcome: whether the final answer is correct, when known.
         answer: the final answer text, when known.
@@ -89,11 +91,9 @@ class Trajectory:
         for name in ("question", "steps"):
             if name not in obj:
                 raise DataError("missing required field", field=name)
-        bad = find_bad_number(obj)
+        bad = find_bad_value(obj)
         if bad is not None:
-            where, text = bad
-            raise DataError(f"number {text} is not allowed (NaN, infinite, or over "
-                            f"{sys.get_int_max_str_digits()} digits)", field=where)
+            raise DataError(bad[1], field=bad[0] or None)
         return cls(**obj)
 
 
@@ -104,8 +104,8 @@ def typename(value: Any) -> str:
 def _validate(t: Trajectory) -> None:
     if not isinstance(t.question, str):
         raise DataError(f"must be a string, got {typename(t.question)}", field="question")
-    if not t.question.strip():
-        raise DataError("must not be empty", field="question")
+    if is_invisible(t.question):
+        raise DataError("must not be empty (or only invisible characters)", field="question")
     if not isinstance(t.steps, list):
         raise DataError(f"must be a list of strings, got {typename(t.steps)}", field="steps")
     if not t.steps:
@@ -113,8 +113,8 @@ def _validate(t: Trajectory) -> None:
     for i, step in enumerate(t.steps):
         if not isinstance(step, str):
             raise DataError(f"must be a string, got {typename(step)}", field=f"steps[{i}]")
-        if not step.strip():
-            raise DataError("empty step", field=f"steps[{i}]")
+        if is_invisible(step):
+            raise DataError("empty step (or only invisible characters)", field=f"steps[{i}]")
     if not isinstance(t.labels, list):
         raise DataError(f"must be a list, got {typename(t.labels)}", field="labels")
     if len(t.labels) != len(t.steps):
@@ -124,8 +124,9 @@ def _validate(t: Trajectory) -> None:
     for i, label in enumerate(t.labels):
         if label is None:
             continue
-        # bool is an int subclass; `true` as a label is almost always a mistake, so refuse it.
-        if isinstance(label, bool) or not isinstance(label, (int, float)):
+        if isinstance(label, bool):  # TRL's stepwise data writes true/false: 1 and 0
+            t.labels[i] = label = int(label)
+        if not isinstance(label, (int, float)):
             raise DataError(f"must be 1, 0, a number in [0, 1] or null, got {typename(label)}",
                             field=f"labels[{i}]")
         if not (math.isfinite(label) and 0.0 <= label <= 1.0):
@@ -139,10 +140,14 @@ def _validate(t: Trajectory) -> None:
         raise DataError(f"must be an object, got {typename(t.meta)}", field="meta")
 
 
-# --- JSON parsing that keeps bad numbers visible -------------------------------------------------
-# json.loads accepts NaN and Infinity, turns 1e999 into inf, and raises a location-free error on
-# integers longer than sys.get_int_max_str_digits(). We parse such numbers into a marker and report
-# the field they sit in.
+# --- JSON parsing that refuses what JSON lets through ---------------------------------------------
+# json.loads accepts NaN and Infinity, turns 1e999 into inf, raises a location-free error on
+# integers longer than sys.get_int_max_str_digits(), keeps the last of duplicate keys, accepts lone
+# surrogates ("\ud800", which no UTF-8 writer can write back) and recurses without bound. We parse
+# bad numbers into a marker, refuse duplicate keys and deep nesting, and report the field.
+
+MAX_DEPTH = 64  # nesting of JSON arrays and objects in one record (meta may nest)
+
 
 class BadNumber:
     def __init__(self, text: str):
@@ -160,25 +165,70 @@ def _parse_int(text: str) -> int | BadNumber:
     return int(text)
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DataError("duplicate key in one JSON object (JSON readers disagree on which "
+                            "wins)", field=key)
+        out[key] = value
+    return out
+
+
 def loads(text: str) -> Any:
-    """``json.loads`` with NaN, infinities and giant integers turned into markers."""
-    return json.loads(text, parse_float=_parse_float, parse_int=_parse_int,
-                      parse_constant=BadNumber)
+    """``json.loads`` with NaN, infinities and giant integers turned into markers, duplicate keys
+    and nesting beyond ``MAX_DEPTH`` refused (``DataError``)."""
+    try:
+        return json.loads(text, parse_float=_parse_float, parse_int=_parse_int,
+                          parse_constant=BadNumber, object_pairs_hook=_no_duplicates)
+    except RecursionError:  # the C parser stops at the interpreter's recursion limit
+        raise DataError(f"JSON nested more than {MAX_DEPTH} levels deep") from None
 
 
-def find_bad_number(obj: Any, where: str = "") -> tuple[str, str] | None:
-    if isinstance(obj, BadNumber):
-        return where, obj.text
-    items: Iterable[tuple[str, Any]] = ()
-    if isinstance(obj, dict):
-        items = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
-    elif isinstance(obj, list):
-        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
-    for sub_where, value in items:
-        found = find_bad_number(value, sub_where)
-        if found is not None:
-            return found
+def find_bad_value(obj: Any) -> tuple[str, str] | None:
+    """The first value a record must not hold, as (field, problem): a bad number (NaN,
+    infinite, too many digits), a string (or key) with a lone surrogate, or nesting deeper than
+    ``MAX_DEPTH``. Iterative: any depth ``loads`` lets through is safe here."""
+    stack: list[tuple[str, Any, int]] = [("", obj, 0)]
+    while stack:
+        where, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return where, f"JSON nested more than {MAX_DEPTH} levels deep"
+        if isinstance(value, BadNumber):
+            return where, (f"number {value.text} is not allowed (NaN, infinite, or over "
+                           f"{sys.get_int_max_str_digits()} digits)")
+        if isinstance(value, str):
+            problem = text_problem(value)
+            if problem is not None:
+                return where, problem
+        elif isinstance(value, dict):
+            for k in value:
+                problem = text_problem(k)
+                if problem is not None:
+                    return f"{where}.{k!a}" if where else ascii(k), "key " + problem
+            stack.extend(reversed([(f"{where}.{k}" if where else str(k), v, depth + 1)
+                                   for k, v in value.items()]))
+        elif isinstance(value, list):
+            stack.extend(reversed([(f"{where}[{i}]", v, depth + 1)
+                                   for i, v in enumerate(value)]))
     return None
+
+
+def text_problem(text: str) -> str | None:
+    """Why a string cannot be stored as UTF-8 text (a lone surrogate), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"holds a lone surrogate ({text[e.start]!a} at character {e.start}), which is "
+                "not Unicode text")
+    return None
+
+
+def is_invisible(text: str) -> bool:
+    """True when ``text`` has no visible character: only whitespace, zero-width and other
+    format or control characters (U+200B, U+2060, U+FEFF, ...)."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+               for ch in text)
 
 
 # --- JSONL files -------------------------------------------------------------------------------
@@ -189,11 +239,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     Raises ``DataError`` with file and line on malformed JSON.
     """
     path = str(path)
-    try:
-        f = open(path, "rb")  # decoded line by line, so a bad byte is reported with its line
-    except OSError as e:
-        raise DataError(f"cannot open: {e.strerror}", path=path) from None
-    with f:
+    with open_input(path) as f:  # decoded line by line, so a bad byte is reported with its line
         for line_no, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
@@ -205,6 +251,8 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
                                 line=line_no) from None
             except UnicodeDecodeError as e:
                 raise DataError(f"not UTF-8 text: {e.reason}", path=path, line=line_no) from None
+            except DataError as e:  # from loads: duplicate keys, deep nesting
+                raise DataError(e.message, path=path, line=line_no, field=e.field) from None
 
 
 Location = tuple[str, int]  # (file, line), for errors found after reading

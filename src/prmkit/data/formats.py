@@ -37,8 +37,9 @@ from prmkit.data.prm800k import judge_outcomes, prm800k_from_row
 from prmkit.data.processbench import processbench_from_row, write_processbench
 from prmkit.data.segment import segment
 from prmkit.data.trl import trl_from_row, write_trl
+from prmkit._io import check_output, open_input
 from prmkit.errors import DataError, PrmkitError
-from prmkit.records import (Trajectory, find_bad_number, iter_jsonl, loads, normalize_question,
+from prmkit.records import (Trajectory, find_bad_value, iter_jsonl, loads, normalize_question,
                              write_jsonl)
 
 FromRow = Callable[[Any], list[Trajectory]]
@@ -59,6 +60,7 @@ def iter_rows(source: str | os.PathLike,
         if split is not None:
             raise PrmkitError("split applies to hub data sets, not to a local folder")
         files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json"))
+        # (each is opened with open_input: a FIFO named a.jsonl is refused, not read)
         if not files:
             raise DataError("no .jsonl or .json files in folder", path=str(source))
         for file in files:
@@ -67,6 +69,9 @@ def iter_rows(source: str | os.PathLike,
         if split is not None:
             raise PrmkitError("split applies to hub data sets, not to a local file")
         yield from _file_rows(path)
+    elif path.exists():
+        raise DataError("not a regular file or folder (a FIFO, device or socket)",
+                        path=str(source))
     elif str(source).endswith((".jsonl", ".json")) or str(source).startswith(("/", ".", "~")):
         raise DataError("no such file or folder", path=str(source))
     else:
@@ -79,9 +84,12 @@ def _file_rows(path: Path) -> Iterator[tuple[str, int | None, str, Any]]:
             yield str(path), line, "", row
         return
     try:
-        obj = loads(path.read_text(encoding="utf-8"))
+        with open_input(path) as f:
+            obj = loads(f.read().decode("utf-8"))
     except OSError as e:
-        raise DataError(f"cannot open: {e.strerror}", path=str(path)) from None
+        raise DataError(f"cannot read: {e.strerror}", path=str(path)) from None
+    except DataError as e:  # from loads: duplicate keys, deep nesting
+        raise DataError(e.message, path=str(path), field=e.field) from None
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text: {e.reason}", path=str(path)) from None
     except json.JSONDecodeError as e:
@@ -117,16 +125,15 @@ def _read_rows(source: str | os.PathLike, split: str | None, from_row: FromRow,
     out: list[Trajectory] = []
     for path, line, prefix, row in iter_rows(source, split):
         try:
-            bad = find_bad_number(row)
+            bad = find_bad_value(row)
             if bad is not None:
-                raise DataError(f"number {bad[1]} is not allowed (NaN, infinite, or too many "
-                                "digits)", field=bad[0] or None)
+                raise DataError(bad[1], field=bad[0] or None)
             out.extend(from_row(row, **options))
         except DataError as e:
             field = f"{prefix}.{e.field}" if prefix and e.field else (prefix or e.field)
             raise DataError(e.message, path=path, line=line, field=field) from None
     if not out:
-        raise DataError("no records in source", path=str(source))
+        raise DataError("no trajectories in source", path=str(source))
     return out
 
 
@@ -216,9 +223,12 @@ def save(format: str, path: str | os.PathLike,
 
 def convert(src_format: str, src_path: str | os.PathLike, dst_format: str,
             dst_path: str | os.PathLike, split: str | None = None,
-            read_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read one format and write another; returns the records read plus the writer's summary."""
+            read_options: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Read one format and write another; returns the records read plus the writer's summary.
+    An existing ``dst_path`` is replaced only with ``overwrite``, and never when it is the
+    source."""
     writer = _writer(dst_format)  # a read-only target fails before the (maybe long) read
+    check_output(dst_path, [src_path], overwrite)
     records = load(src_format, src_path, split, **(read_options or {}))
     return {"read": len(records), **writer(dst_path, records)}
 
