@@ -85,3 +85,132 @@ def test_too_many_steps_is_a_clear_error():
 def test_config_validation():
     with pytest.raises(ValueError, match="not divisible"):
         PRMConfig(input_dim=4, hidden_size=10, num_heads=3)
+
+
+# --- untrusted model folders ---------------------------------------------------------------------
+
+import json  # noqa: E402
+
+from safetensors.torch import save_file  # noqa: E402
+
+
+def saved(tmp_path):
+    small().save_pretrained(tmp_path)
+    return json.loads((tmp_path / "config.json").read_text())
+
+
+def set_key(*path, value):
+    def change(config):
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return change
+
+
+def drop_key(*path):
+    def change(config):
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+    return change
+
+
+BAD_CONFIGS = {
+    "unknown head key": (set_key("head", "hidden", value=3), "head.hidden: unknown key"),
+    "unknown top key": (set_key("extra", value=1), "config.json.extra: unknown key"),
+    "causal as a string": (set_key("head", "causal", value="false"),
+                           "head.causal: expected a bool, got str 'false'"),
+    "hidden size as a float": (set_key("head", "hidden_size", value=16.5),
+                               "head.hidden_size: expected an int"),
+    "layers as a bool": (set_key("head", "num_layers", value=True),
+                         "head.num_layers: expected an int, got bool"),
+    "dropout as a string": (set_key("head", "dropout", value="0.1"),
+                            "head.dropout: expected a number"),
+    "negative layers": (set_key("head", "num_layers", value=-1), "num_layers >= 0"),
+    "huge width": (set_key("head", "hidden_size", value=16384),
+                   "input_proj.weight has shape (16, 12), the config gives (16384, 12)"),
+    "100000 layers": (set_key("head", "num_layers", value=100000),
+                      "holds 2 encoder layers, the config gives 100000"),
+    "other max steps": (set_key("head", "max_steps", value=10**6),
+                        "step_position.weight has shape (16, 16)"),
+    "missing input_dim": (drop_key("head", "input_dim"), "head.input_dim: missing"),
+    "unknown target": (set_key("head", "target", value="vibes"), "target must be one of"),
+    "embedding not an object": (set_key("embedding", value=[1]),
+                                "head and embedding must be objects"),
+    "unknown embedding key": (set_key("embedding", "backbone", value="x"),
+                              "embedding.backbone: unknown key"),
+    "bad embed config type": (set_key("embedding", "config", value={"layer": "last"}),
+                              "embedding.config.layer: expected an int or a list of ints or "
+                              "null"),
+    "unknown embed config key": (set_key("embedding", "config", value={"shell": "rm"}),
+                                 "embedding.config.shell: unknown key"),
+    "bad training section": (set_key("training", value={"epochs": "ten"}),
+                             "training.epochs: expected an int"),
+    "other model type": (set_key("model_type", value="bert"), "not a prmkit head config"),
+    "newer format": (set_key("format", value=99), "config format 99"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CONFIGS)
+def test_a_bad_config_is_a_clear_error_before_anything_is_built(tmp_path, kind):
+    change, words = BAD_CONFIGS[kind]
+    config = saved(tmp_path)
+    change(config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PrmkitError) as info:
+        PRMHead.from_pretrained(tmp_path)
+    assert words in str(info.value) and str(tmp_path) in str(info.value)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{", "invalid JSON"), ('{"a": NaN}', "number NaN is not allowed"),
+    ('{"head": 1, "head": 2}', "duplicate key"), ("[" * 100_000, "nested more than"),
+    (b"\xff\xfe", "not UTF-8")])
+def test_an_unreadable_config_is_a_clear_error(tmp_path, text, words):
+    saved(tmp_path)
+    (tmp_path / "config.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(PrmkitError, match=words):
+        PRMHead.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda p: p.write_bytes(b"not safetensors at all"), "not a readable safetensors"),
+    (lambda p: p.write_bytes(p.read_bytes()[:200]), "not a readable safetensors"),
+    (lambda p: save_file({"x": torch.zeros(2)}, p), "input_proj.weight has shape None"),
+])
+def test_bad_weights_are_a_clear_error(tmp_path, damage, words):
+    saved(tmp_path)
+    damage(tmp_path / "model.safetensors")
+    with pytest.raises(PrmkitError, match=words):
+        PRMHead.from_pretrained(tmp_path)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    model = small()
+    with torch.no_grad():
+        model.head[0].weight[0, 0] = float("nan")
+    model.save_pretrained(tmp_path)
+    with pytest.raises(PrmkitError, match="head.0.weight holds NaN"):
+        PRMHead.from_pretrained(tmp_path)
+
+
+def test_a_folder_written_by_the_first_format_still_loads(tmp_path):
+    from dataclasses import asdict
+
+    model = small()
+    model.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"prmkit_head": asdict(model.config)}))
+    loaded = PRMHead.from_pretrained(tmp_path, backbone_fingerprint=FINGERPRINT)
+    x, mask = torch.randn(2, 4, 12), torch.ones(2, 4, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.equal(model(x, mask), loaded(x, mask))
+
+
+def test_config_has_a_model_type_and_one_section_per_stage(tmp_path):
+    config = saved(tmp_path)
+    assert config["model_type"] == "prmkit" and config["format"] == 2
+    assert set(config) == {"model_type", "format", "prmkit_version", "head", "embedding",
+                           "training"}
+    assert config["embedding"]["fingerprint"] == FINGERPRINT

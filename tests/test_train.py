@@ -69,12 +69,26 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     data = [Trajectory.from_dict(r) for r in make_rows(4)]
     feats = synthetic_features(data)
     model_config = PRMConfig(input_dim=8, **HEAD)
-    train(data, feats, model_config, TrainConfig(epochs=1), tmp_path, progress=False)
+    train(data, feats, model_config, TrainConfig(epochs=1), tmp_path, progress=False,
+          keep_checkpoint=True)
     with pytest.raises(PrmkitError, match="belongs to a different run"):
         train(data, feats, model_config, TrainConfig(epochs=2), tmp_path, progress=False)
     s = train(data, feats, model_config, TrainConfig(epochs=2), tmp_path, progress=False,
               overwrite=True)
     assert s["epochs_run"] == 2
+
+
+def test_a_finished_run_leaves_no_checkpoint_and_is_not_trained_over(tmp_path):
+    from prmkit.errors import PrmkitError
+
+    data = [Trajectory.from_dict(r) for r in make_rows(4)]
+    feats = synthetic_features(data)
+    model_config = PRMConfig(input_dim=8, **HEAD)
+    (tmp_path / f".{CHECKPOINT_NAME}.x.tmp").write_bytes(b"half")  # a kill during a write
+    train(data, feats, model_config, TrainConfig(epochs=1), tmp_path, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors", SUMMARY_NAME]
+    with pytest.raises(PrmkitError, match="holds a trained model; pass overwrite=True"):
+        train(data, feats, model_config, TrainConfig(epochs=1), tmp_path, progress=False)
 
 
 def run_cli(args, env):

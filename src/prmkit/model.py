@@ -44,6 +44,8 @@ class PRMConfig:
     target: str = "step"  # "step": a PRM; "outcome": an ORM (one label on the last step)
     embed: dict = field(default_factory=dict)  # the EmbedConfig used, as a dict
     backbone_fingerprint: dict = field(default_factory=dict)  # Backbone.fingerprint
+    # where a backbone given as a local path was (absolute): the model loads from any folder
+    backbone_path: str | None = None
 
     def __post_init__(self):
         if self.input_dim < 1 or self.hidden_size < 1 or self.num_layers < 0 \
@@ -107,40 +109,160 @@ class PRMHead(nn.Module):
 
     # --- persistence -------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``model.safetensors`` then ``config.json`` (the config marks a complete save)."""
+    def save_pretrained(self, directory: str | os.PathLike, training: dict | None = None) -> None:
+        """Write ``model.safetensors`` then ``config.json`` (the config marks a complete save):
+        one section per stage (``CONFIG_FORMAT``), ``training`` the training settings."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         atomic_save(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp))
-        write_json(directory / CONFIG_NAME, {"prmkit_head": asdict(self.config)})
+        write_json(directory / CONFIG_NAME, config_sections(self.config, training))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike,
                         backbone_fingerprint: dict | None = None) -> "PRMHead":
         """Load a saved head. With ``backbone_fingerprint``, refuse a head trained on other
-        features (another backbone, layer, pooling, dtype...): its scores would be meaningless."""
+        features (another backbone, layer, pooling, dtype...): its scores would be meaningless.
+
+        The config is checked field by field (``read_config``) and against the weight file's
+        shapes before any module is built, and weights that are not finite are refused.
+        """
         directory = Path(directory)
         config = read_config(directory)
         if backbone_fingerprint is not None:
             check_same_backbone(config.backbone_fingerprint, backbone_fingerprint, directory)
+        path = directory / WEIGHTS_NAME
+        shapes = _weight_shapes(path)
+        _check_sizes(config, shapes, path)
+        with torch.device("meta"):  # the expected names and shapes, without allocating
+            expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+        if shapes != expected:
+            missing = sorted(set(expected) - set(shapes))
+            extra = sorted(set(shapes) - set(expected))
+            wrong = sorted(k for k in set(shapes) & set(expected) if shapes[k] != expected[k])
+            what = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra
+                    else f"{wrong[0]} has shape {shapes[wrong[0]]}, the config gives "
+                         f"{expected[wrong[0]]}")
+            raise PrmkitError(f"{path} does not match {directory / CONFIG_NAME}: {what}")
+        tensors = load_file(path)
+        for name, tensor in tensors.items():
+            if not torch.isfinite(tensor).all():
+                raise PrmkitError(f"{path}: {name} holds NaN or infinite values")
         model = cls(config)
-        model.load_state_dict(load_file(directory / WEIGHTS_NAME))
+        model.load_state_dict(tensors)
         model.eval()
         return model
 
 
+# config.json, format 2: {"model_type": "prmkit", "format": 2, "prmkit_version": ...,
+#   "head": {input_dim, hidden_size, ...}, "embedding": {"config": EmbedConfig fields,
+#   "fingerprint": Backbone.fingerprint, "backbone_path": absolute path or null},
+#   "training": TrainConfig fields or null}. Format 1 was {"prmkit_head": PRMConfig fields}.
+CONFIG_FORMAT = 2
+MODEL_TYPE = "prmkit"
+_HEAD_KEYS = ("input_dim", "hidden_size", "num_layers", "num_heads", "dropout", "max_steps",
+              "causal", "target")
+_TOP_KEYS = ("model_type", "format", "prmkit_version", "head", "embedding", "training")
+_EMBEDDING_KEYS = ("config", "fingerprint", "backbone_path")
+
+
+def config_sections(config: PRMConfig, training: dict | None = None) -> dict:
+    from prmkit import __version__
+
+    values = asdict(config)
+    return {"model_type": MODEL_TYPE, "format": CONFIG_FORMAT, "prmkit_version": __version__,
+            "head": {k: values[k] for k in _HEAD_KEYS},
+            "embedding": {"config": config.embed, "fingerprint": config.backbone_fingerprint,
+                          "backbone_path": config.backbone_path},
+            "training": training}
+
+
 def read_config(directory: str | os.PathLike) -> PRMConfig:
-    """The config of a head saved with ``save_pretrained``."""
+    """The config of a head saved with ``save_pretrained`` (format 2, or format 1 from older
+    versions), checked key by key and type by type; errors name the file and the key."""
+    from prmkit._io import open_input
+    from prmkit.records import find_bad_value, loads
+    from prmkit.errors import DataError
+    from prmkit.schema import from_dict
+
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
-    if not config_path.exists() or not (directory / WEIGHTS_NAME).exists():
+    if not config_path.is_file() or not (directory / WEIGHTS_NAME).is_file():
         raise PrmkitError(f"{directory} is not a saved prmkit model (needs {CONFIG_NAME} and "
                           f"{WEIGHTS_NAME})")
-    raw = json.loads(config_path.read_text())
-    if not isinstance(raw, dict) or "prmkit_head" not in raw:
-        raise PrmkitError(f"{config_path} is not a prmkit head config")
-    return PRMConfig(**raw["prmkit_head"])
+    try:
+        with open_input(config_path) as f:
+            raw = loads(f.read(1 << 20).decode("utf-8"))
+        bad = find_bad_value(raw)
+        if bad is not None:
+            raise DataError(bad[1], field=bad[0] or None)
+    except UnicodeDecodeError:
+        raise PrmkitError(f"{config_path}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise PrmkitError(f"{config_path}: invalid JSON: {e.msg} (line {e.lineno})") from None
+    except DataError as e:
+        raise PrmkitError(f"{config_path}: {e}") from None
+    where = str(config_path)
+    if isinstance(raw, dict) and "prmkit_head" in raw and len(raw) == 1:  # format 1
+        return from_dict(PRMConfig, raw["prmkit_head"], f"{where}: prmkit_head")
+    if not isinstance(raw, dict) or raw.get("model_type") != MODEL_TYPE:
+        raise PrmkitError(f"{where}: not a prmkit head config (model_type is not "
+                          f"{MODEL_TYPE!r})")
+    if raw.get("format") != CONFIG_FORMAT:
+        raise PrmkitError(f"{where}: config format {raw.get('format')!r}; this prmkit reads "
+                          f"formats 1 and {CONFIG_FORMAT} (a newer prmkit wrote it?)")
+    _known(raw, _TOP_KEYS, where)
+    head, embedding = raw.get("head"), raw.get("embedding")
+    if not isinstance(head, dict) or not isinstance(embedding, dict):
+        raise PrmkitError(f"{where}: head and embedding must be objects")
+    _known(head, _HEAD_KEYS, f"{where}: head")
+    _known(embedding, _EMBEDDING_KEYS, f"{where}: embedding")
+    if raw.get("training") is not None:
+        from prmkit.train import TrainConfig
+
+        from_dict(TrainConfig, raw["training"], f"{where}: training")
+    config = from_dict(PRMConfig, {**head, "embed": embedding.get("config", {}),
+                                   "backbone_fingerprint": embedding.get("fingerprint", {}),
+                                   "backbone_path": embedding.get("backbone_path")},
+                       f"{where}: head")
+    if config.embed:
+        from prmkit.embed import EmbedConfig
+
+        from_dict(EmbedConfig, config.embed, f"{where}: embedding.config")
+    return config
+
+
+def _known(section: dict, keys: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(section) - set(keys))
+    if unknown:
+        raise PrmkitError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(keys)})")
+
+
+def _weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors header, reading no tensor data."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # a damaged or foreign file: the library's errors vary by kind
+        raise PrmkitError(f"{path}: not a readable safetensors file ({type(e).__name__}: "
+                          f"{e})") from None
+
+
+def _check_sizes(config: PRMConfig, shapes: dict[str, tuple[int, ...]], path: Path) -> None:
+    """The config's sizes against the weights, before anything is built: a config claiming
+    100,000 layers or a 16,384-wide head is refused here, not after gigabytes are allocated."""
+    checks = {"input_proj.weight": (config.hidden_size, config.input_dim),
+              "step_position.weight": (config.max_steps, config.hidden_size)}
+    for name, shape in checks.items():
+        if shapes.get(name) != shape:
+            raise PrmkitError(f"{path}: {name} has shape {shapes.get(name)}, the config gives "
+                              f"{shape}")
+    layers = {k.split(".")[2] for k in shapes if k.startswith("encoder.layers.")}
+    if len(layers) != config.num_layers:
+        raise PrmkitError(f"{path} holds {len(layers)} encoder layers, the config gives "
+                          f"{config.num_layers}")
 
 
 def check_same_backbone(saved: dict, given: dict, where: str | os.PathLike = "the model") -> None:

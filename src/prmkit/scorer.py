@@ -7,6 +7,8 @@ backbone (text → step embeddings, through the cache) and a trained head (embed
 from __future__ import annotations
 
 import os
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -14,6 +16,8 @@ from prmkit.aggregate import AGGREGATIONS, aggregate
 from prmkit.batch import collate
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, embed_trajectories
 from prmkit.model import PRMHead, read_config
+from prmkit.errors import PrmkitError
+from prmkit.hub import model_folder, push_to_hub
 from prmkit.records import Location, Trajectory
 
 StepScores = list[float]
@@ -29,16 +33,36 @@ class PRM:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                        batch_size: int = 64) -> "PRM":
-        """Load a head saved by ``prmkit train`` and the backbone it names.
+                        batch_size: int = 64, revision: str | None = None) -> "PRM":
+        """Load a head saved by ``prmkit train`` (a folder, or a hub id such as
+        ``org/my-prm``) and the backbone it names.
 
         The backbone is rebuilt from the saved embed settings and its fingerprint (weights hash,
         pooling, layer, dtype, ...) must equal the one the head was trained on.
         """
-        backbone = Backbone(EmbedConfig(**read_config(directory).embed))
+        directory = model_folder(directory, revision)
+        config = read_config(directory)
+        embed = EmbedConfig(**config.embed)
+        if config.backbone_path:  # trained on a local folder: found wherever we run from
+            if not os.path.isdir(config.backbone_path):
+                raise PrmkitError(f"{directory} was trained on the backbone folder "
+                                  f"{config.backbone_path}, which no longer exists")
+            embed = replace(embed, backbone=config.backbone_path)
+        backbone = Backbone(embed)
         head = PRMHead.from_pretrained(directory, backbone_fingerprint=backbone.fingerprint)
-        cache = EmbeddingCache(cache_dir, backbone.fingerprint) if cache_dir is not None else None
+        cache = (EmbeddingCache(cache_dir, backbone.fingerprint, backbone.source)
+                 if cache_dir is not None else None)
         return cls(head, backbone, cache, batch_size)
+
+    def push_to_hub(self, repo_id: str, token: str | None = None,
+                    private: bool | None = None) -> str:
+        """Upload the head (weights, config naming the backbone) to the hub; returns the commit
+        URL. ``PRM.from_pretrained(repo_id)`` loads it back wherever the backbone is found."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.head.save_pretrained(tmp)
+            return push_to_hub(tmp, repo_id, token=token, private=private)
 
     def score(self, question: str, steps: list[str]) -> StepScores:
         """Per-step probabilities for one solution."""

@@ -27,12 +27,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from prmkit._io import atomic_save, jsonable, write_json
+from prmkit._io import (OVERWRITE_HINT, atomic_save, file_lock, jsonable,
+                        remove_stale_temporaries, write_json)
 from prmkit.errors import PrmkitError
 from prmkit.losses import masked_bce
 from prmkit.metrics import auroc
 from prmkit.batch import collate
-from prmkit.model import TARGETS, PRMConfig, PRMHead
+from prmkit.model import CONFIG_NAME, TARGETS, PRMConfig, PRMHead
 from prmkit.records import Label, Trajectory, check_label_kind, normalize_question
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -148,13 +149,35 @@ def load_checkpoint(path: Path) -> dict:
 
 def train(trajectories: list[Trajectory], features: list[np.ndarray], model_config: PRMConfig,
           config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True,
-          overwrite: bool = False) -> dict:
+          overwrite: bool = False, keep_checkpoint: bool = False) -> dict:
     """Train a head, save it to ``out_dir`` (save_pretrained) and return a summary dict.
 
     If ``out_dir`` holds a checkpoint of the same run (same features, labels and configs),
-    training resumes from it; a checkpoint of another run is refused unless ``overwrite``.
+    training resumes from it; a checkpoint of another run, or a finished model, is replaced only
+    with ``overwrite``. The folder is locked while training: a second run into it is refused.
+    The checkpoint is removed once the model is saved, unless ``keep_checkpoint``.
     """
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(out_dir, wait=False, busy="another prmkit train is writing there"):
+        check_out_dir(out_dir, overwrite)
+        remove_stale_temporaries(out_dir)  # left by a run killed mid-write
+        return _train(trajectories, features, model_config, config, out_dir, progress, overwrite,
+                      keep_checkpoint)
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to train over a finished model (a folder with a model and no checkpoint) unless
+    ``overwrite``; a checkpoint is checked against the run when training starts."""
+    if (not overwrite and (out_dir / CONFIG_NAME).exists()
+            and not (out_dir / CHECKPOINT_NAME).exists()):
+        raise PrmkitError(f"{out_dir} holds a trained model; {OVERWRITE_HINT} to train a new "
+                          "one there, or use another --out")
+
+
+def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_config: PRMConfig,
+           config: TrainConfig, out_dir: Path, progress: bool, overwrite: bool,
+           keep_checkpoint: bool) -> dict:
     torch.set_num_threads(config.num_threads)
     check_label_kind(trajectories)
     labels = [training_labels(t, config.target) for t in trajectories]
@@ -180,14 +203,13 @@ def train(trajectories: list[Trajectory], features: list[np.ndarray], model_conf
     best_weights = copy.deepcopy(model.state_dict())
 
     checkpoint_path = out_dir / CHECKPOINT_NAME
-    for stale in out_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a run killed mid-write
-        stale.unlink()
     resumed = None
     if checkpoint_path.exists() and not overwrite:
         ckpt = load_checkpoint(checkpoint_path)
         if ckpt["fingerprint"] != fingerprint:
             raise PrmkitError(f"{checkpoint_path} belongs to a different run (other data or "
-                              "settings); pass --overwrite to start again, or use another --out")
+                              f"settings); {OVERWRITE_HINT} to start again, or use another "
+                              "--out")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         best_weights = ckpt["best_weights"]
@@ -246,7 +268,7 @@ def train(trajectories: list[Trajectory], features: list[np.ndarray], model_conf
 
     model.load_state_dict(best_weights)
     model.eval()
-    model.save_pretrained(out_dir)
+    model.save_pretrained(out_dir, training=asdict(config))
     summary = {"target": config.target, "train_trajectories": len(train_idx),
                "val_trajectories": len(val_idx), "epochs_run": state["epoch"],
                "best_epoch": state["best_epoch"], "resumed_from": resumed,
@@ -256,4 +278,6 @@ def train(trajectories: list[Trajectory], features: list[np.ndarray], model_conf
         summary.update(val_loss=val["loss"], val_step_auroc=val["step_auroc"])
     summary["train_loss"] = evaluate(model, features, labels, train_idx, config.batch_size)["loss"]
     write_json(out_dir / SUMMARY_NAME, summary)
+    if not keep_checkpoint:  # its optimizer state and weight copies are of no use any more
+        checkpoint_path.unlink(missing_ok=True)
     return jsonable(summary)
