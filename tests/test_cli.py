@@ -143,8 +143,11 @@ def test_train_and_score_with_a_causal_backbone_folder(tmp_path, small_jsonl, mi
                  "--backbone", str(folder), "--pooling", "last", "--cache", cache,
                  *SMALL_HEAD]) == 0
     assert "24 computed" in capsys.readouterr().out
-    saved = json.loads((tmp_path / "m" / "config.json").read_text())["prmkit_head"]
-    assert saved["embed"]["layer"] == -1 and saved["backbone_fingerprint"]["single_pass"] is True
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["embedding"]
+    assert saved["config"]["layer"] == -1 and saved["fingerprint"]["single_pass"] is True
+    # a backbone given by path is stored as given and as an absolute path
+    assert saved["config"]["backbone"] == str(folder)
+    assert saved["backbone_path"] == str(folder.resolve())
     assert main(["score", str(tmp_path / "m"), str(small_jsonl), "--cache", cache,
                  "--no-progress", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -154,7 +157,7 @@ def test_train_and_score_with_a_causal_backbone_folder(tmp_path, small_jsonl, mi
     from prmkit.model import PRMHead
 
     with pytest.raises(PrmkitError, match="pooling: trained with 'last', given 'step'"):
-        PRMHead.from_pretrained(tmp_path / "m", dict(saved["backbone_fingerprint"], pooling="step"))
+        PRMHead.from_pretrained(tmp_path / "m", dict(saved["fingerprint"], pooling="step"))
 
 
 def test_bad_head_settings_fail_before_any_embedding(tmp_path, small_jsonl, capsys):
@@ -173,7 +176,83 @@ def test_a_path_that_is_neither_file_nor_hub_name_is_a_clear_error(capsys):
 def test_a_step_with_no_tokens_is_named_by_file_and_line(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "What is 1 + 1?", "steps": ["1 + 1 = 2."], "labels": [1]}\n'
-                   '{"question": "What is 2 + 2?", "steps": ["2 + 2 = 4.", "\\u200b"]}\n')
+                   '{"question": "What is 2 + 2?", "steps": ["2 + 2 = 4.", "\\u0301\\u0301"]}\n')
     assert main(["train", str(bad), "--out", str(tmp_path / "m"), "--cache",
                  str(tmp_path / "cache"), "--backbone", "minilm"]) == 2
     assert f"{bad}:2: steps[1]: the step produces no tokens" in capsys.readouterr().err
+
+
+def test_a_corrupted_cache_never_changes_a_score(tmp_path, small_jsonl, capsys):
+    cache = tmp_path / "cache"
+    assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m"), "--epochs", "1",
+                 "--cache", str(cache), *MINILM, *SMALL_HEAD]) == 0
+    capsys.readouterr()
+    score = ["score", str(tmp_path / "m"), str(small_jsonl), "--cache", str(cache),
+             "--no-progress", "--json"]
+    assert main(score) == 0
+    clean = capsys.readouterr().out
+    assert main(["cache", "verify", "--cache", str(cache)]) == 0
+    assert "corrupt:" not in capsys.readouterr().out
+    shard = next(cache.glob("*/shard-*.npy"))
+    data = bytearray(shard.read_bytes())
+    data[-5] ^= 0x40  # one flipped bit in one stored number
+    shard.write_bytes(bytes(data))
+    assert main(["cache", "verify", "--cache", str(cache)]) == 1
+    assert "SHA-256" in capsys.readouterr().out
+    assert main(score) == 0
+    assert capsys.readouterr().out == clean  # recomputed, not served
+    assert main(["cache", "verify", "--cache", str(cache), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["corrupt"] == []
+
+
+def test_no_progress_leaves_stderr_free_of_bars_and_a_hub_id_loads_offline(tmp_path,
+                                                                           small_jsonl):
+    import os
+    import shutil
+
+    cache = str(tmp_path / "cache")
+    assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m"), "--epochs", "1",
+                 "--cache", cache, *MINILM, *SMALL_HEAD]) == 0
+    # the model folder laid out as the hub's cache holds a downloaded repository
+    repo = tmp_path / "hub" / "models--someone--tiny-prm"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "summary.json"):
+        shutil.copy(tmp_path / "m" / name, snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "prmkit.cli", "score", "someone/tiny-prm", str(small_jsonl),
+               "--no-cache", "--no-progress"]
+    proc = subprocess.run(command + ["--json"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 24 and rows[0]["id"].startswith("q-") and proc.stderr == ""
+    # without --json: prmkit's own one-line report, and no bar from prmkit, transformers or hub
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "%|" not in proc.stderr and "\r" not in proc.stderr and "Loading" not in proc.stderr
+    assert proc.stderr.startswith("embeddings: 0 cached, 24 computed")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_version_and_help_show_each_default_once_with_examples(capsys):
+    from prmkit import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"prmkit {__version__}"
+    for command in (["train"], ["score"], ["embed"], ["data", "convert"], ["cache", "gc"],
+                    ["demo"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = capsys.readouterr().out
+        assert "examples:\n  prmkit " in text and "(default: None)" not in text
+        for line in text.split("\n  -")[1:]:
+            assert line.count("default") <= 2, line  # once in the text, at most once more
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--epochs EPOCHS most epochs to train (default: 30)" in text
+    assert text.count("(default: smollm2)") == 1

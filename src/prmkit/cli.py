@@ -1,32 +1,76 @@
 """The ``prmkit`` command: a thin layer over ``prmkit.workflows``.
 
-Every command takes ``--json`` (machine-readable output on stdout). Bad input ends with a message
-naming file, line and field on stderr and exit code 2, never a traceback.
+Every command takes ``--json``: machine-readable output on stdout, one JSON object per line (a
+record stream such as ``score`` writes one line per record; a summary is one line). Bad input
+ends with a message naming file, line and field on stderr and exit code 2, never a traceback.
+Messages go through ``logging`` (``-q`` for errors only, ``-v`` for more).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
+from prmkit import __version__
 from prmkit.embed import EmbedConfig, describe
 from prmkit.embed.backbone import DTYPES, FEATURES, POOLINGS
 from prmkit.embed.sources import DEFAULT_BACKBONE
 from prmkit.errors import PrmkitError
-from prmkit._io import jsonable
+from prmkit._io import check_output, jsonable
 from prmkit.demo import DemoConfig
 from prmkit.train import TrainConfig
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default only where there is one to show: a None or False default is described in
-    the option's own help (or means "off")."""
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                     argparse.RawDescriptionHelpFormatter):
+    """Shows each default once, only where there is one to show: a None or False default is
+    described in the option's own help (or means "off"), and a help text that names its default
+    is left as it is. Descriptions and example epilogs keep their line breaks."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False:
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
+
+
+FORMATS = ["jsonl", "prm800k", "math-shepherd", "trl", "processbench", "champ"]
+EXAMPLES = {
+    "train": """examples:
+  prmkit train examples/quickstart.jsonl --out runs/quick
+  prmkit train prm800k/phase2_train.jsonl --format prm800k --out runs/prm800k --epochs 20
+  prmkit train data.jsonl --out runs/minilm --backbone minilm --context none""",
+    "score": """examples:
+  prmkit score runs/quick examples/quickstart.jsonl
+  prmkit score runs/quick candidates.jsonl --out scores.jsonl --json""",
+    "embed": """examples:
+  prmkit embed data.jsonl                        # fill the cache, resumable
+  prmkit embed data.jsonl --layers 8 15 22 -1    # which layer serves a PRM best""",
+    "convert": """examples:
+  prmkit data convert phase2_train.jsonl prm800k.jsonl --from prm800k
+  prmkit data convert data.jsonl trl.jsonl --from jsonl --to trl""",
+    "stats": """examples:
+  prmkit data stats data.jsonl
+  prmkit data stats phase2_train.jsonl --format prm800k --json""",
+    "overlap": """examples:
+  prmkit data overlap test.jsonl train.jsonl""",
+    "synthetic": """examples:
+  prmkit data synthetic --out world.jsonl --problems 100 --pool 16""",
+    "verify": """examples:
+  prmkit cache verify
+  prmkit cache verify --cache /data/prmkit-cache --json""",
+    "gc": """examples:
+  prmkit cache gc""",
+    "demo": """examples:
+  prmkit demo                 # about 11 minutes cold on 2 cores
+  prmkit demo --quick         # about 2 minutes""",
+}
+
+
+def _command(sub, name: str, help: str, description: str | None = None):
+    return sub.add_parser(name, help=help, description=description or help,
+                          epilog=EXAMPLES.get(name), formatter_class=_HelpFormatter)
 
 
 def _add_embed_args(p: argparse.ArgumentParser) -> None:
@@ -80,64 +124,82 @@ def _cache_dir(args):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--json", action="store_true",
+                   help="print machine-readable JSON on stdout (one object per line)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide progress bars (prmkit's and those of transformers and the hub)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument("-v", "--verbose", action="store_true", help="print debugging messages")
+
+
+def _add_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="format of the data (see README, \"Data formats\")")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prmkit", description="Process Reward Models: train on step-labelled data, score "
         "solutions step by step.", formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"prmkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="embed a JSONL of labelled trajectories and train a PRM head",
-                       formatter_class=_HelpFormatter)
-    p.add_argument("data", help="JSONL of trajectories (see README: the record format)")
-    p.add_argument("--out", required=True, help="folder for the model, checkpoint and summary")
+    p = _command(sub, "train", "embed labelled trajectories and train a PRM head")
+    p.add_argument("data", help="labelled trajectories (see README: the record format)")
+    _add_format(p)
+    p.add_argument("--out", required=True, help="folder for the model and its summary")
     p.add_argument("--target", choices=("step", "outcome"), default="step",
                    help="step: a PRM on step labels; outcome: an ORM on final-answer correctness")
     d = TrainConfig()
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--lr", type=float, default=d.lr)
-    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--epochs", type=int, default=d.epochs, help="most epochs to train")
+    t.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="trajectories per batch")
+    t.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="AdamW weight decay")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="share of questions held out for validation and early stopping")
-    t.add_argument("--patience", type=int, default=d.patience)
-    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--patience", type=int, default=d.patience,
+                   help="epochs without a better validation loss before stopping")
+    t.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the split, the initialisation and the batch order")
     t.add_argument("--threads", type=int, default=d.num_threads,
                    help="torch threads, pinned for reproducible results")
     t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="batches between checkpoints (0: each epoch)")
     t.add_argument("--overwrite", action="store_true",
-                   help="discard a checkpoint of a different run in --out")
+                   help="replace a trained model or a checkpoint of a different run in --out")
+    t.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep checkpoint.pt (optimizer state, weight copies) after a finished run")
     h = p.add_argument_group("head (defaults: the reference spec)")
-    h.add_argument("--hidden-size", type=int, default=512)
-    h.add_argument("--num-layers", type=int, default=4)
-    h.add_argument("--num-heads", type=int, default=8)
-    h.add_argument("--dropout", type=float, default=0.1)
-    h.add_argument("--max-steps", type=int, default=512)
+    h.add_argument("--hidden-size", type=int, default=512, help="width of the step transformer")
+    h.add_argument("--num-layers", type=int, default=4, help="transformer layers over steps")
+    h.add_argument("--num-heads", type=int, default=8, help="attention heads")
+    h.add_argument("--dropout", type=float, default=0.1, help="dropout in the head")
+    h.add_argument("--max-steps", type=int, default=512,
+                   help="longest solution the head takes, in steps")
     h.add_argument("--bidirectional", action="store_true",
                    help="let steps attend to later steps (the spec's option; default is causal)")
     _add_embed_args(p)
     _add_common(p)
 
-    p = sub.add_parser("score", help="score trajectories with a trained PRM: per-step "
-                       "probabilities and every aggregate",
-                       formatter_class=_HelpFormatter)
+    p = _command(sub, "score", "score trajectories with a trained PRM: per-step probabilities "
+                 "and every aggregate")
     p.add_argument("model", help="folder written by `prmkit train`")
-    p.add_argument("data", help="JSONL of trajectories (labels are ignored)")
+    p.add_argument("data", help="trajectories (labels are ignored)")
+    _add_format(p)
     p.add_argument("--out", help="write one JSON line per trajectory here")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--batch-size", type=int, default=64, help="trajectories per head batch")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
-    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     _add_common(p)
 
-    p = sub.add_parser("embed", help="embed every step of a JSONL into the cache (resumable); "
-                       "with --layers, compare layers for a PRM",
-                       formatter_class=_HelpFormatter)
-    p.add_argument("data", help="JSONL of trajectories")
+    p = _command(sub, "embed", "embed every step into the cache (resumable); with --layers, "
+                 "compare layers for a PRM")
+    p.add_argument("data", help="trajectories")
+    _add_format(p)
     p.add_argument("--shard-size", type=int, default=2048,
                    help="trajectories per cache shard: an interrupted run loses at most one")
     p.add_argument("--layers", type=int, nargs="+", default=None,
@@ -146,52 +208,68 @@ def build_parser() -> argparse.ArgumentParser:
                         "20%% question split), report validation step AUROC")
     _add_embed_args(p)
     _add_common(p)
-    p = sub.add_parser("data", help="convert, describe and generate step-labelled data")
+
+    p = sub.add_parser("data", help="convert, describe and generate step-labelled data",
+                       description="convert, describe and generate step-labelled data",
+                       formatter_class=_HelpFormatter)
     data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
-    formats = ["jsonl", "prm800k", "math-shepherd", "trl", "processbench", "champ"]
-    q = data.add_parser("convert", help="read one format, write another",
-                        formatter_class=_HelpFormatter)
+    q = _command(data, "convert", "read one format, write another")
     q.add_argument("source", help="file, folder, or Hugging Face dataset name (needs network)")
     q.add_argument("dest", help="output file (written atomically)")
-    q.add_argument("--from", dest="src_format", choices=formats, required=True)
-    q.add_argument("--to", dest="dst_format", choices=formats, default="jsonl")
+    q.add_argument("--from", dest="src_format", choices=FORMATS, required=True,
+                   help="format of the source")
+    q.add_argument("--to", dest="dst_format", choices=FORMATS, default="jsonl",
+                   help="format to write")
+    q.add_argument("--split", default=None, help="split, for hub data sets")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing dest file")
+    _add_common(q)
+    q = _command(data, "stats", "items, steps, label balance, step lengths, too-coarse and "
+                 "too-fine steps; candidate-pool statistics when questions repeat")
+    q.add_argument("source", help="file, folder, or Hugging Face dataset name")
+    _add_format(q)
     q.add_argument("--split", default=None, help="split, for hub data sets")
     _add_common(q)
-    q = data.add_parser("stats", help="items, steps, label balance, step lengths, too-coarse and "
-                        "too-fine steps; candidate-pool statistics when questions repeat",
-                        formatter_class=_HelpFormatter)
-    q.add_argument("source")
-    q.add_argument("--format", choices=formats, default="jsonl")
-    q.add_argument("--split", default=None)
-    _add_common(q)
-    q = data.add_parser("overlap", help="questions of A that also appear in B (after "
-                        "normalisation): check evaluation data against training data",
-                        formatter_class=_HelpFormatter)
-    q.add_argument("a")
-    q.add_argument("b")
-    q.add_argument("--format-a", choices=formats, default="jsonl")
-    q.add_argument("--format-b", choices=formats, default="jsonl")
+    q = _command(data, "overlap", "questions of A that also appear in B (after normalisation): "
+                 "check evaluation data against training data")
+    q.add_argument("a", help="the data to check (e.g. a test set)")
+    q.add_argument("b", help="the data to check against (e.g. the training set)")
+    q.add_argument("--format-a", choices=FORMATS, default="jsonl", help="format of A")
+    q.add_argument("--format-b", choices=FORMATS, default="jsonl", help="format of B")
     q.add_argument("--show", type=int, default=10, help="list at most this many questions")
     _add_common(q)
-    q = data.add_parser("synthetic", help="write pools of the built-in synthetic world as JSONL",
-                        formatter_class=_HelpFormatter)
-    q.add_argument("--out", required=True)
-    q.add_argument("--problems", type=int, default=300)
+    q = _command(data, "synthetic", "write pools of the built-in synthetic world as JSONL")
+    q.add_argument("--out", required=True, help="JSONL file to write")
+    q.add_argument("--problems", type=int, default=300, help="problems to generate")
     q.add_argument("--pool", type=int, default=64, help="candidates per problem")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=int, default=0, help="seed of the world")
     q.add_argument("--label-policy", choices=("first_error", "value"), default="first_error",
                    help="first_error: unlabelled after the first wrong step (PRM800K); value: "
                         "every later step labelled wrong")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_common(q)
 
-    p = sub.add_parser("demo", help="the whole loop on the built-in synthetic world: PRMs on "
-                       "SmolLM2 reading steps in context and on MiniLM reading them alone, an ORM "
-                       "and content-free heads; best-of-N with intervals, what each PRM catches",
+    p = sub.add_parser("cache", help="check or clean the embedding cache",
+                       description="check or clean the embedding cache",
                        formatter_class=_HelpFormatter)
+    cache = p.add_subparsers(dest="cache_command", required=True, metavar="CACHE_COMMAND")
+    for name, text in (("verify", "check every entry (hashes, shapes, values) and list corrupt "
+                        "entries, orphan files and stale folders; changes nothing, exit 1 when "
+                        "anything is wrong"),
+                       ("gc", "remove corrupt entries, orphan files (interrupted writes), folders "
+                        "of older cache formats and of backbones no longer on this machine")):
+        q = _command(cache, name, text)
+        q.add_argument("--cache", default=None, metavar="DIR",
+                       help="embedding cache folder (default: $PRMKIT_CACHE/embeddings or "
+                            "~/.cache/prmkit/embeddings)")
+        _add_common(q)
+
+    p = _command(sub, "demo", "the whole loop on the built-in synthetic world: PRMs on SmolLM2 "
+                 "reading steps in context and on MiniLM reading them alone, an ORM and "
+                 "content-free heads; best-of-N with intervals, what each PRM catches")
     p.add_argument("--out", default="runs/demo", help="folder for report.md, results.json, "
                    "bestofn.png and the trained heads")
     p.add_argument("--quick", action="store_true",
-                   help="the 3-minute demo: MiniLM only, each step embedded on its own, 300 "
+                   help="the 2-minute demo: MiniLM only, each step embedded on its own, 300 "
                         "held-out pools of 64")
     full, quick = DemoConfig(), DemoConfig.quick()
     sizes = "(default: {} full, {} with --quick)"
@@ -208,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="candidates per held-out problem (M; accuracy at N averages N-subsets) "
                         + sizes.format(full.test_pool, quick.test_pool))
     p.add_argument("--ns", type=int, nargs="+", default=list(full.ns), help="values of N")
-    p.add_argument("--seed", type=int, default=full.seed)
+    p.add_argument("--seed", type=int, default=full.seed, help="seed of the world")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
     _add_common(p)
     return parser
@@ -225,7 +303,8 @@ def cmd_train(args) -> dict:
             "num_heads": args.num_heads, "dropout": args.dropout, "max_steps": args.max_steps,
             "causal": not args.bidirectional}
     summary = train_prm(args.data, args.out, _embed_config(args), head, config, _cache_dir(args),
-                        progress=not args.no_progress, overwrite=args.overwrite)
+                        progress=not args.no_progress, overwrite=args.overwrite,
+                        keep_checkpoint=args.keep_checkpoint, format=args.format)
     if not args.json:
         print(describe(summary["embedding"]))
         if summary["resumed_from"]:
@@ -246,10 +325,11 @@ def cmd_score(args) -> dict:
     from prmkit.workflows import score_data
 
     rows, report = score_data(args.model, args.data, args.out, _cache_dir(args),
-                              args.batch_size, progress=not args.no_progress)
+                              args.batch_size, progress=not args.no_progress,
+                              overwrite=args.overwrite, format=args.format)
     if args.json and not args.out:
         for row in rows:
-            print(json.dumps(row))
+            print(json.dumps(row, allow_nan=False))
         return {}
     if not args.json:
         print(describe(report), file=sys.stderr)
@@ -259,7 +339,7 @@ def cmd_score(args) -> dict:
             for row in rows:
                 scores = " ".join(f"{name}={value:.4g}" for name, value in row["scores"].items())
                 steps = " ".join(f"{p:.3f}" for p in row["step_probs"])
-                print(f"#{row['index']}  {scores}  steps: {steps}")
+                print(f"#{row['index']} {row['id']}  {scores}  steps: {steps}")
     return {"scored": len(rows), "out": args.out, "embedding": report}
 
 
@@ -271,7 +351,7 @@ def cmd_embed(args) -> dict:
     config = _embed_config(args)
     if args.layers:
         rows = compare_layers(args.data, config, args.layers, _cache_dir(args),
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, format=args.format)
         if not args.json:
             print(f"{'layer':>16} {'val step AUROC':>15} {'(std, 5 seeds)':>15} {'val loss':>9}")
             for r in rows:
@@ -279,7 +359,7 @@ def cmd_embed(args) -> dict:
                       f"{r['val_step_auroc_std']:>15.3f} {r['val_loss']:>9.4f}")
         return {"layers": rows}
     _, _, report = embed_data(args.data, config, _cache_dir(args), progress=not args.no_progress,
-                              shard_trajectories=args.shard_size)
+                              shard_trajectories=args.shard_size, format=args.format)
     if not args.json:
         print(describe(report))
     return report
@@ -290,7 +370,7 @@ def cmd_data(args) -> dict:
 
     if args.data_command == "convert":
         summary = formats.convert(args.src_format, args.source, args.dst_format, args.dest,
-                                  split=args.split)
+                                  split=args.split, overwrite=args.overwrite)
         if not args.json:
             print(f"read {summary['read']} trajectories from {args.source}; wrote {args.dest}")
             for key, value in summary.items():
@@ -322,6 +402,7 @@ def cmd_data(args) -> dict:
     from prmkit.data import synthetic
     from prmkit.records import write_jsonl
 
+    check_output(args.out, overwrite=args.overwrite)
     config = _config(synthetic.WorldConfig, label_policy=args.label_policy)
     world = synthetic.make_world(args.problems, args.pool, args.seed, config)
     n = write_jsonl(args.out, [t for p in world for t in p.trajectories])
@@ -337,9 +418,9 @@ def _print_stats(result: dict) -> None:
     for key in ("steps_per_item", "step_chars", "step_words"):
         d = result[key]
         print(f"  {key:<15} mean {d['mean']:.1f}  median {d['median']:.1f}  p90 {d['p90']:.1f}")
-    print(f"  labels          {result['labels']}")
-    print(f"  label kinds     {result['label_kinds']}")
-    print(f"  outcomes        {result['outcomes']}")
+    for key in ("labels", "label_kinds", "outcomes"):
+        counts = ", ".join(f"{name} {count}" for name, count in result[key].items())
+        print(f"  {key.replace('_', ' '):<15} {counts}")
     print(f"  coarse steps    {result['coarse_steps']} (several claims in one step)")
     print(f"  fine steps      {result['fine_steps']} (a few words)")
     if "pools" in result:
@@ -347,6 +428,31 @@ def _print_stats(result: dict) -> None:
         print(f"candidate pools: {pools.pop('count')} questions with several solutions")
         for line in format_comparison(pools):
             print("  " + line)
+
+
+def cmd_cache(args) -> dict:
+    from prmkit.embed.cache import collect_garbage, default_cache_dir, verify_cache
+
+    root = args.cache or default_cache_dir()
+    if args.cache_command == "verify":
+        report = verify_cache(root)
+        problems = report["corrupt"] + report["orphans"] + report["stale"]
+        if not args.json:
+            print(f"{report['root']}: {report['folders']} spec folders, {report['shards']} good "
+                  f"shards, {report['entries']} entries, {report['steps']} steps")
+            for name in ("corrupt", "orphans", "stale"):
+                for line in report[name]:
+                    print(f"  {name}: {line}")
+            if problems:
+                print(f"{len(problems)} problems; `prmkit cache gc` removes them")
+        report["exit_code"] = 1 if problems else 0
+        return report
+    report = collect_garbage(root)
+    if not args.json:
+        print(f"{report['root']}: removed {report['removed_files']} files and "
+              f"{report['removed_folders']} folders ({report['freed_bytes'] / 2**20:.1f} MiB); "
+              f"{report['kept_entries']} entries kept")
+    return report
 
 
 def cmd_demo(args) -> dict:
@@ -370,11 +476,37 @@ def cmd_demo(args) -> dict:
 
 
 COMMANDS = {"train": cmd_train, "score": cmd_score, "embed": cmd_embed, "data": cmd_data,
-            "demo": cmd_demo}
+            "cache": cmd_cache, "demo": cmd_demo}
+
+
+def _setup_output(args) -> None:
+    """stdlib logging at the level asked for; third-party progress bars off with --no-progress."""
+    level = logging.ERROR if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logger = logging.getLogger("prmkit")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("prmkit: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    if args.no_progress or args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        try:
+            from huggingface_hub.utils import disable_progress_bars
+            disable_progress_bars()
+        except ImportError:
+            pass
+    if not args.verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _setup_output(args)
     try:
         result = COMMANDS[args.command](args)
     except PrmkitError as e:
@@ -383,9 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    code = result.pop("exit_code", 0) if isinstance(result, dict) else 0
     if args.json and result:
-        print(json.dumps(jsonable(result), indent=2))
-    return 0
+        print(json.dumps(jsonable(result), allow_nan=False))  # one summary, one line
+    return code
 
 
 if __name__ == "__main__":
