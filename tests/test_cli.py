@@ -40,6 +40,26 @@ def test_score_writes_jsonl(tmp_path, small_jsonl, capsys):
     assert len(out.read_text().splitlines()) == 24
 
 
+def test_every_file_written_honours_the_umask(tmp_path, small_jsonl):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m"), "--epochs", "1",
+                     "--cache", str(tmp_path / "cache"), "--keep-checkpoint", *MINILM,
+                     *SMALL_HEAD]) == 0
+        assert main(["score", str(tmp_path / "m"), str(small_jsonl), "--out",
+                     str(tmp_path / "s.jsonl"), "--cache", str(tmp_path / "cache"),
+                     "--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != small_jsonl]
+    assert len(files) >= 7  # model, config, summary, checkpoint, scores, cache spec and shard
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == \
+        {p.name: 0o644 for p in files}
+
+
 def test_malformed_data_exits_2_with_location_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "steps": ["a"], "labels": [1]}\n'

@@ -134,7 +134,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _add_format(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="jsonl",
-                   help="format of the data (see README, \"Data formats\")")
+                   help="format of the data (see README, \"Data\")")
 
 
 def build_parser() -> argparse.ArgumentParser:
