@@ -157,17 +157,24 @@ def test_killed_embed_resumes_and_matches_an_uninterrupted_run(tmp_path):
 def test_train_and_score_with_a_causal_backbone_folder(tmp_path, small_jsonl, minilm, capsys):
     from conftest import tiny_causal_lm
 
+    import os
+
     folder = tiny_causal_lm("llama", tmp_path / "tiny-llama", minilm.path)
     cache = str(tmp_path / "cache")
-    assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m"), "--epochs", "2",
-                 "--backbone", str(folder), "--pooling", "last", "--cache", cache,
-                 *SMALL_HEAD]) == 0
+    here = os.getcwd()
+    os.chdir(tmp_path)  # the backbone named by a relative path, as users do
+    try:
+        assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m"), "--epochs", "2",
+                     "--backbone", "tiny-llama", "--pooling", "last", "--cache", cache,
+                     *SMALL_HEAD]) == 0
+    finally:
+        os.chdir(here)
     assert "24 computed" in capsys.readouterr().out
     saved = json.loads((tmp_path / "m" / "config.json").read_text())["embedding"]
     assert saved["config"]["layer"] == -1 and saved["fingerprint"]["single_pass"] is True
     # a backbone given by path is stored as given and as an absolute path
-    assert saved["config"]["backbone"] == str(folder)
-    assert saved["backbone_path"] == str(folder.resolve())
+    assert saved["config"]["backbone"] == "tiny-llama"
+    assert saved["backbone_path"] == str(folder.resolve())  # so scoring works from anywhere
     assert main(["score", str(tmp_path / "m"), str(small_jsonl), "--cache", cache,
                  "--no-progress", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -178,6 +185,20 @@ def test_train_and_score_with_a_causal_backbone_folder(tmp_path, small_jsonl, mi
 
     with pytest.raises(PrmkitError, match="pooling: trained with 'last', given 'step'"):
         PRMHead.from_pretrained(tmp_path / "m", dict(saved["fingerprint"], pooling="step"))
+
+
+def test_train_and_score_read_any_format(tmp_path, small_jsonl, capsys):
+    trl = tmp_path / "trl.jsonl"
+    assert main(["data", "convert", str(small_jsonl), str(trl), "--from", "jsonl", "--to",
+                 "trl"]) == 0
+    assert '"labels": [true' in trl.read_text()  # TRL writes booleans
+    cache = str(tmp_path / "cache")
+    assert main(["train", str(trl), "--format", "trl", "--out", str(tmp_path / "m"), "--epochs",
+                 "1", "--cache", cache, *MINILM, *SMALL_HEAD]) == 0
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "m"), str(trl), "--format", "trl", "--cache", cache,
+                 "--no-progress", "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 24
 
 
 def test_bad_head_settings_fail_before_any_embedding(tmp_path, small_jsonl, capsys):

@@ -69,6 +69,13 @@ def test_json_nested_100000_deep_is_a_clear_error(tmp_path):
         read_jsonl(path)
 
 
+def test_records_built_in_python_are_checked_like_files():
+    with pytest.raises(DataError, match="steps\\[1\\]: holds a lone surrogate"):
+        Trajectory("q", ["a", "b\ud800"])
+    with pytest.raises(DataError, match="question: must not be empty"):
+        Trajectory("\u200b", ["a"])
+
+
 def test_true_and_false_labels_are_1_and_0():
     t = Trajectory.from_dict({"question": "q", "steps": ["a", "b"], "labels": [True, False]})
     assert t.labels == [1, 0] and type(t.labels[0]) is int

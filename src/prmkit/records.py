@@ -104,6 +104,10 @@ def typename(value: Any) -> str:
 def _validate(t: Trajectory) -> None:
     if not isinstance(t.question, str):
         raise DataError(f"must be a string, got {typename(t.question)}", field="question")
+    for name, text in (("question", t.question), ("answer", t.answer)):
+        problem = text_problem(text) if isinstance(text, str) else None
+        if problem is not None:
+            raise DataError(problem, field=name)
     if is_invisible(t.question):
         raise DataError("must not be empty (or only invisible characters)", field="question")
     if not isinstance(t.steps, list):
@@ -113,6 +117,8 @@ def _validate(t: Trajectory) -> None:
     for i, step in enumerate(t.steps):
         if not isinstance(step, str):
             raise DataError(f"must be a string, got {typename(step)}", field=f"steps[{i}]")
+        if text_problem(step) is not None:
+            raise DataError(text_problem(step), field=f"steps[{i}]")
         if is_invisible(step):
             raise DataError("empty step (or only invisible characters)", field=f"steps[{i}]")
     if not isinstance(t.labels, list):
