@@ -297,3 +297,33 @@ def test_version_and_help_show_each_default_once_with_examples(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--epochs EPOCHS most epochs to train (default: 30)" in text
     assert text.count("(default: smollm2)") == 1
+
+
+def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path):
+    # SIGTERM mid-run ends like Ctrl-C: the atomic writer's temporary file is removed
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "world.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", f"""
+import os, signal, sys, time
+from prmkit import cli, records
+real = records.atomic_open
+def slow(path, mode="w"):
+    cm = real(path, mode)
+    class Slow:
+        def __enter__(self):
+            f = cm.__enter__(); print("writing", flush=True); time.sleep(60); return f
+        def __exit__(self, *a):
+            return cm.__exit__(*a)
+    return Slow()
+records.atomic_open = slow
+sys.exit(cli.main(["data", "synthetic", "--out", {str(out)!r}, "--problems", "2",
+                   "--pool", "2"]))
+"""], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert os.listdir(tmp_path) == []  # neither the output nor a temporary file

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 
 from prmkit import __version__
 from prmkit.embed import EmbedConfig, describe
@@ -504,9 +506,16 @@ def _setup_output(args) -> None:
         hf_logging.set_verbosity_error()
 
 
+def _terminate(signum, frame):
+    """SIGTERM ends like Ctrl-C: ``finally`` blocks run, so no temporary file is left."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_output(args)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main else None
     try:
         result = COMMANDS[args.command](args)
     except PrmkitError as e:
@@ -515,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
     code = result.pop("exit_code", 0) if isinstance(result, dict) else 0
     if args.json and result:
         print(json.dumps(jsonable(result), allow_nan=False))  # one summary, one line

@@ -97,7 +97,7 @@ class PRMHead(nn.Module):
         if steps > self.config.max_steps:
             raise PrmkitError(f"a trajectory has {steps} steps; this head takes at most "
                               f"max_steps={self.config.max_steps} (split it or train with a "
-                              "larger --max-steps)")
+                              "larger max_steps, --max-steps)")
         x = (features.float() - self.feature_mean) / self.feature_std  # (B, T, D)
         x = self.input_proj(x) + self.step_position.weight[:steps]  # (B, T, H)
         attn_mask = None

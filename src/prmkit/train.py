@@ -172,7 +172,7 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if (not overwrite and (out_dir / CONFIG_NAME).exists()
             and not (out_dir / CHECKPOINT_NAME).exists()):
         raise PrmkitError(f"{out_dir} holds a trained model; {OVERWRITE_HINT} to train a new "
-                          "one there, or use another --out")
+                          "one there, or use another out_dir (--out)")
 
 
 def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_config: PRMConfig,
@@ -209,7 +209,7 @@ def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_con
         if ckpt["fingerprint"] != fingerprint:
             raise PrmkitError(f"{checkpoint_path} belongs to a different run (other data or "
                               f"settings); {OVERWRITE_HINT} to start again, or use another "
-                              "--out")
+                              "out_dir (--out)")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         best_weights = ckpt["best_weights"]

@@ -171,7 +171,8 @@ class Backbone:
                               "later steps leak into earlier ones (use mode 'per_prefix')")
         if config.features != "hidden" and not causal:
             raise PrmkitError(f"features {config.features!r} need a causal LM with an LM head; "
-                              f"{config.backbone} is not one (use --features hidden)")
+                              f"{config.backbone} is not one (use features='hidden', "
+                              "--features hidden)")
         self.causal = causal
         self.single_pass = causal if config.mode == "auto" else config.mode == "single_pass"
         # Sharing needs every layer to attend to the whole past (no sliding windows).
