@@ -188,3 +188,18 @@ def test_an_output_in_a_read_only_folder_is_refused_before_any_work(tmp_path, ca
         assert "is not a writable folder" in capsys.readouterr().err
     finally:
         locked.chmod(0o755)
+
+
+def test_an_output_under_a_file_is_refused_before_any_work(tmp_path, model, capsys):
+    # (runs as root too, unlike the read-only folder above)
+    data = tmp_path / "a.jsonl"
+    data.write_bytes(lines(GOOD))
+    (tmp_path / "plain").write_text("x")
+    for argv in (["data", "convert", str(data), str(tmp_path / "plain" / "x.jsonl"), "--from",
+                  "jsonl"],
+                 ["score", str(model[0]), str(data), "--out", str(tmp_path / "plain" / "s"),
+                  "--cache", str(model[1]), "--no-progress"],
+                 ["train", str(data), "--out", str(tmp_path / "plain" / "m"), *FAST]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is not a writable folder" in err and "embeddings:" not in err, err
