@@ -212,5 +212,5 @@ def test_config_has_a_model_type_and_one_section_per_stage(tmp_path):
     config = saved(tmp_path)
     assert config["model_type"] == "prmkit" and config["format"] == 2
     assert set(config) == {"model_type", "format", "prmkit_version", "head", "embedding",
-                           "training"}
+                           "training", "calibration"}
     assert config["embedding"]["fingerprint"] == FINGERPRINT

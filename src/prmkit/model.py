@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from prmkit._io import atomic_save, write_json
+from prmkit.calibrate import Calibration
 from prmkit.errors import PrmkitError
 
 WEIGHTS_NAME = "model.safetensors"
@@ -87,6 +88,8 @@ class PRMHead(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Dropout(config.dropout),
                                   nn.Linear(h, 1))
+        # logits are divided by its temperature before any probability is read (calibrate.py)
+        self.calibration = Calibration()
 
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feature_mean.copy_(mean)
@@ -116,7 +119,8 @@ class PRMHead(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         atomic_save(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp))
-        write_json(directory / CONFIG_NAME, config_sections(self.config, training))
+        write_json(directory / CONFIG_NAME,
+                   config_sections(self.config, training, self.calibration))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike,
@@ -128,7 +132,7 @@ class PRMHead(nn.Module):
         shapes before any module is built, and weights that are not finite are refused.
         """
         directory = Path(directory)
-        config = read_config(directory)
+        config, calibration = read_model_config(directory)
         if backbone_fingerprint is not None:
             check_same_backbone(config.backbone_fingerprint, backbone_fingerprint, directory)
         path = directory / WEIGHTS_NAME
@@ -150,6 +154,7 @@ class PRMHead(nn.Module):
                 raise PrmkitError(f"{path}: {name} holds NaN or infinite values")
         model = cls(config)
         model.load_state_dict(tensors)
+        model.calibration = calibration
         model.eval()
         return model
 
@@ -157,16 +162,19 @@ class PRMHead(nn.Module):
 # config.json, format 2: {"model_type": "prmkit", "format": 2, "prmkit_version": ...,
 #   "head": {input_dim, hidden_size, ...}, "embedding": {"config": EmbedConfig fields,
 #   "fingerprint": Backbone.fingerprint, "backbone_path": absolute path or null},
-#   "training": TrainConfig fields or null}. Format 1 was {"prmkit_head": PRMConfig fields}.
+#   "training": TrainConfig fields or null, "calibration": Calibration fields}. Format 1 was
+#   {"prmkit_head": PRMConfig fields}; a format-2 folder without "calibration" reads as T = 1.
 CONFIG_FORMAT = 2
 MODEL_TYPE = "prmkit"
 _HEAD_KEYS = ("input_dim", "hidden_size", "num_layers", "num_heads", "dropout", "max_steps",
               "causal", "target")
-_TOP_KEYS = ("model_type", "format", "prmkit_version", "head", "embedding", "training")
+_TOP_KEYS = ("model_type", "format", "prmkit_version", "head", "embedding", "training",
+             "calibration")
 _EMBEDDING_KEYS = ("config", "fingerprint", "backbone_path")
 
 
-def config_sections(config: PRMConfig, training: dict | None = None) -> dict:
+def config_sections(config: PRMConfig, training: dict | None = None,
+                    calibration: Calibration | None = None) -> dict:
     from prmkit import __version__
 
     values = asdict(config)
@@ -174,12 +182,17 @@ def config_sections(config: PRMConfig, training: dict | None = None) -> dict:
             "head": {k: values[k] for k in _HEAD_KEYS},
             "embedding": {"config": config.embed, "fingerprint": config.backbone_fingerprint,
                           "backbone_path": config.backbone_path},
-            "training": training}
+            "training": training, "calibration": asdict(calibration or Calibration())}
 
 
 def read_config(directory: str | os.PathLike) -> PRMConfig:
     """The config of a head saved with ``save_pretrained`` (format 2, or format 1 from older
     versions), checked key by key and type by type; errors name the file and the key."""
+    return read_model_config(directory)[0]
+
+
+def read_model_config(directory: str | os.PathLike) -> tuple[PRMConfig, Calibration]:
+    """``read_config`` and the saved calibration (T = 1 and no threshold where none was saved)."""
     from prmkit._io import open_input
     from prmkit.records import find_bad_value, loads
     from prmkit.errors import DataError
@@ -204,7 +217,7 @@ def read_config(directory: str | os.PathLike) -> PRMConfig:
         raise PrmkitError(f"{config_path}: {e}") from None
     where = str(config_path)
     if isinstance(raw, dict) and "prmkit_head" in raw and len(raw) == 1:  # format 1
-        return from_dict(PRMConfig, raw["prmkit_head"], f"{where}: prmkit_head")
+        return from_dict(PRMConfig, raw["prmkit_head"], f"{where}: prmkit_head"), Calibration()
     if not isinstance(raw, dict) or raw.get("model_type") != MODEL_TYPE:
         raise PrmkitError(f"{where}: not a prmkit head config (model_type is not "
                           f"{MODEL_TYPE!r})")
@@ -229,7 +242,10 @@ def read_config(directory: str | os.PathLike) -> PRMConfig:
         from prmkit.embed import EmbedConfig
 
         from_dict(EmbedConfig, config.embed, f"{where}: embedding.config")
-    return config
+    calibration = Calibration()
+    if raw.get("calibration") is not None:
+        calibration = from_dict(Calibration, raw["calibration"], f"{where}: calibration")
+    return config, calibration
 
 
 def _known(section: dict, keys: tuple[str, ...], where: str) -> None:

@@ -334,6 +334,26 @@ def first_error_labels(n_steps: int, first_error: int, label_policy: str = "firs
     return [1] * first_error + [0] + [after] * (n_steps - first_error - 1)
 
 
+def first_error(t: Trajectory) -> int | None:
+    """The index of the first wrong step (label < 0.5), -1 when every step is labelled right,
+    None when that cannot be told (no wrong step, but some step unlabelled). The inverse of
+    ``first_error_labels``.
+
+    >>> first_error(Trajectory("q", ["a", "b", "c"], labels=[1, 0, None]))
+    1
+    >>> first_error(Trajectory("q", ["a", "b"], labels=[1, 1]))
+    -1
+    >>> first_error(Trajectory("q", ["a", "b"], labels=[1, None])) is None
+    True
+    """
+    for i, label in enumerate(t.labels):
+        if label is None:
+            return None
+        if label < 0.5:
+            return i
+    return -1
+
+
 def check_label_kind(trajectories: list[Trajectory]) -> str:
     """The one label kind of a labelled data set; mixing kinds is an error, never silent."""
     kinds = {t.label_kind for t in trajectories if t.is_labelled}

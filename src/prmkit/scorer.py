@@ -80,13 +80,15 @@ class PRM:
 
 @torch.no_grad()
 def score_features(head: PRMHead, features: list[np.ndarray], batch_size: int = 64) -> list[StepScores]:
-    """Per-step probabilities from precomputed step embeddings, in batches."""
+    """Per-step probabilities from precomputed step embeddings, in batches, calibrated by the
+    head's saved temperature."""
     head.eval()
     out: list[StepScores] = []
     for start in range(0, len(features), batch_size):
         rows = list(range(start, min(start + batch_size, len(features))))
         batch = collate(features, None, rows)
-        probs = torch.sigmoid(head(batch["features"], batch["step_mask"]))  # (B, T)
+        logits = head(batch["features"], batch["step_mask"])  # (B, T)
+        probs = torch.sigmoid(logits / head.calibration.temperature)
         out.extend(probs[r, :len(features[i])].tolist() for r, i in enumerate(rows))
     return out
 

@@ -34,7 +34,8 @@ from prmkit.losses import masked_bce
 from prmkit.metrics import auroc
 from prmkit.batch import collate
 from prmkit.model import CONFIG_NAME, TARGETS, PRMConfig, PRMHead
-from prmkit.records import Label, Trajectory, check_label_kind, normalize_question
+from prmkit.calibrate import Calibration, fit_calibration
+from prmkit.records import Label, Trajectory, check_label_kind, first_error, normalize_question
 
 CHECKPOINT_NAME = "checkpoint.pt"
 SUMMARY_NAME = "summary.json"
@@ -53,6 +54,8 @@ class TrainConfig:
     seed: int = 0
     num_threads: int = 2  # pinned: CPU results depend on the thread count
     checkpoint_every: int = 0  # batches between checkpoints; 0 = at the end of each epoch
+    # fit a temperature and a first-error threshold on the validation split (calibrate.py)
+    calibrate: bool = True
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -102,6 +105,30 @@ def feature_stats(features: list[np.ndarray], indices: list[int]) -> tuple[torch
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+@torch.no_grad()
+def step_logits(model: PRMHead, features, indices: list[int], batch_size: int) -> list[np.ndarray]:
+    """The head's raw (uncalibrated) logits of each trajectory's steps."""
+    model.eval()
+    out = []
+    for start in range(0, len(indices), batch_size):
+        rows = indices[start:start + batch_size]
+        b = collate(features, None, rows)
+        logits = model(b["features"], b["step_mask"])  # (B, T)
+        out.extend(logits[r, :len(features[i])].numpy() for r, i in enumerate(rows))
+    return out
+
+
+def calibrate(model: PRMHead, trajectories, features, labels, val_idx: list[int],
+              config: TrainConfig) -> tuple[Calibration, dict]:
+    """Temperature and first-error threshold fitted on the validation split (``calibrate.py``);
+    splits for the threshold come from ``meta["split"]`` where records carry one."""
+    logits = step_logits(model, features, val_idx, config.batch_size)
+    errors = [first_error(trajectories[i]) if config.target == "step" else None
+              for i in val_idx]
+    splits = [str(trajectories[i].meta.get("split", "all")) for i in val_idx]
+    return fit_calibration(logits, [labels[i] for i in val_idx], errors, splits)
 
 
 @torch.no_grad()
@@ -268,11 +295,14 @@ def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_con
 
     model.load_state_dict(best_weights)
     model.eval()
-    model.save_pretrained(out_dir, training=asdict(config))
     summary = {"target": config.target, "train_trajectories": len(train_idx),
                "val_trajectories": len(val_idx), "epochs_run": state["epoch"],
                "best_epoch": state["best_epoch"], "resumed_from": resumed,
                "history": state["history"]}
+    if config.calibrate and val_idx:
+        model.calibration, summary["calibration"] = calibrate(
+            model, trajectories, features, labels, val_idx, config)
+    model.save_pretrained(out_dir, training=asdict(config))
     if val_idx:
         val = evaluate(model, features, labels, val_idx, config.batch_size)
         summary.update(val_loss=val["loss"], val_step_auroc=val["step_auroc"])
