@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from prmkit.aggregate import AGGREGATIONS, aggregate, aggregate_steps
+from prmkit.scoring.aggregate import AGGREGATIONS, aggregate, aggregate_steps
 
 PROBS = torch.tensor([[0.9, 0.5, 0.8, 0.01], [0.6, 0.3, 0.2, 0.7]])
 MASK = torch.tensor([[True, True, True, False], [True, True, True, True]])

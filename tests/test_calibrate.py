@@ -45,7 +45,7 @@ def test_fit_calibration_picks_the_first_error_threshold_on_calibrated_probabili
 
 def test_calibration_survives_save_and_load(tmp_path):
     from prmkit.model import PRMConfig, PRMHead
-    from prmkit.scorer import score_features
+    from prmkit.scoring import score_features
 
     head = PRMHead(PRMConfig(input_dim=4, hidden_size=8, num_layers=1, num_heads=2)).eval()
     head.calibration = Calibration(temperature=2.5, threshold=0.3)

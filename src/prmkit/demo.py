@@ -26,7 +26,7 @@ import numpy as np
 
 from prmkit import bestofn
 from prmkit._io import atomic_open, write_json
-from prmkit.aggregate import AGGREGATIONS
+from prmkit.scoring.aggregate import AGGREGATIONS
 from prmkit.baselines import length_features, random_features
 from prmkit.data import synthetic
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
@@ -36,7 +36,7 @@ from prmkit.metrics import auroc, flag_threshold, recall_below
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory
 from prmkit.report import curve_table, interval, pct, plot_curves, table
-from prmkit.scorer import aggregate_all, score_features
+from prmkit.scoring import aggregate_all, score_features
 from prmkit.select import Pool
 from prmkit.train import TrainConfig, split_by_question, train
 

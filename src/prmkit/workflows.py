@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from prmkit.aggregate import AGGREGATIONS
+from prmkit.scoring.aggregate import AGGREGATIONS
 from prmkit.baselines import length_features, random_features
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.errors import DataError, PrmkitError
 from prmkit.model import PRMConfig
 from prmkit.records import Location, Trajectory, read_jsonl_located
-from prmkit.scorer import PRM, aggregate_all
+from prmkit.scoring import PRM, aggregate_all
 from prmkit.train import TrainConfig, check_out_dir, train
 from prmkit._io import atomic_open, check_output, file_lock
 

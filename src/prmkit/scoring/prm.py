@@ -1,35 +1,65 @@
-"""The one scorer interface: ``score(question, steps) -> list[float]``.
+"""prmkit's own heads behind the ``Scorer`` protocol.
 
-Best-of-N, search, evaluation and serving call only this (or its batched form). A ``PRM`` joins a
-backbone (text → step embeddings, through the cache) and a trained head (embeddings → logits).
+``HeadScorer`` joins a trained head (step features → logits, calibrated by its saved temperature)
+to any way of computing its features; ``PRM`` is the one whose features come from a backbone
+reading the steps (text → step embeddings, through the cache). Content-free baselines are
+``HeadScorer``s over length or noise features.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 import torch
 
-from prmkit.aggregate import AGGREGATIONS, aggregate
 from prmkit.batch import collate
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, embed_trajectories
 from prmkit.model import PRMHead, read_config
 from prmkit.errors import PrmkitError
 from prmkit.hub import model_folder, push_to_hub
 from prmkit.records import Location, Trajectory
+from prmkit.scoring.base import StepScores
 
-StepScores = list[float]
+Featurize = Callable[[list[Trajectory]], list[np.ndarray]]  # -> [(num_steps, D)]
 
 
-class PRM:
+class HeadScorer:
+    """A trained head over the features ``featurize`` computes for a list of trajectories."""
+
+    def __init__(self, head: PRMHead, featurize: Featurize, batch_size: int = 64):
+        self.head, self.featurize, self.batch_size = head.eval(), featurize, batch_size
+
+    @property
+    def threshold(self) -> float | None:
+        return self.head.calibration.threshold
+
+    def score_batch(self, trajectories: list[Trajectory]) -> list[StepScores]:
+        return score_features(self.head, self.featurize(trajectories), self.batch_size)
+
+    def score(self, question: str, steps: list[str]) -> StepScores:
+        """Per-step probabilities for one solution."""
+        return self.score_batch([Trajectory(question=question, steps=list(steps))])[0]
+
+
+class PRM(HeadScorer):
     """A trained head with its backbone. ``probs`` are P(step correct | question, steps <= t)."""
 
     def __init__(self, head: PRMHead, backbone: Backbone, cache: EmbeddingCache | None = None,
                  batch_size: int = 64):
-        self.head, self.backbone, self.cache, self.batch_size = head.eval(), backbone, cache, batch_size
+        super().__init__(head, self.embed, batch_size)
+        self.backbone, self.cache = backbone, cache
         self.last_embed_report: dict | None = None
+
+    def embed(self, trajectories: list[Trajectory], progress: bool = False,
+              locations: list[Location] | None = None) -> list[np.ndarray]:
+        """Step features through the backbone and the cache; the work done is kept in
+        ``last_embed_report``."""
+        features, self.last_embed_report = embed_trajectories(
+            trajectories, self.backbone, self.cache, progress=progress, locations=locations)
+        return features
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
@@ -64,18 +94,12 @@ class PRM:
             self.head.save_pretrained(tmp)
             return push_to_hub(tmp, repo_id, token=token, private=private)
 
-    def score(self, question: str, steps: list[str]) -> StepScores:
-        """Per-step probabilities for one solution."""
-        return self.score_batch([Trajectory(question=question, steps=list(steps))])[0]
-
     def score_batch(self, trajectories: list[Trajectory], progress: bool = False,
                     locations: list[Location] | None = None) -> list[StepScores]:
-        features, self.last_embed_report = embed_trajectories(
-            trajectories, self.backbone, self.cache, progress=progress, locations=locations)
-        return self.score_features(features)
-
-    def score_features(self, features: list[np.ndarray]) -> list[StepScores]:
-        return score_features(self.head, features, self.batch_size)
+        """``progress`` shows the embedding bar; ``locations`` (file, line per trajectory) lets
+        a refused record be named by its line."""
+        return score_features(self.head, self.embed(trajectories, progress, locations),
+                              self.batch_size)
 
 
 @torch.no_grad()
@@ -91,14 +115,3 @@ def score_features(head: PRMHead, features: list[np.ndarray], batch_size: int = 
         probs = torch.sigmoid(logits / head.calibration.temperature)
         out.extend(probs[r, :len(features[i])].tolist() for r, i in enumerate(rows))
     return out
-
-
-def aggregate_all(step_probs: list[StepScores], aggregations=tuple(AGGREGATIONS)) -> dict[str, list[float]]:
-    """Every aggregation of every trajectory: ``{name: [score per trajectory]}``."""
-    width = max(len(p) for p in step_probs)
-    probs = torch.zeros(len(step_probs), width, dtype=torch.float64)
-    mask = torch.zeros(len(step_probs), width, dtype=torch.bool)
-    for row, p in enumerate(step_probs):
-        probs[row, :len(p)] = torch.tensor(p, dtype=torch.float64)
-        mask[row, :len(p)] = True
-    return {name: aggregate(probs, mask, name).tolist() for name in aggregations}
