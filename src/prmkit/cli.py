@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace a trained model or a checkpoint of a different run in --out")
     t.add_argument("--keep-checkpoint", action="store_true",
                    help="keep checkpoint.pt (optimizer state, weight copies) after a finished run")
+    t.add_argument("--no-calibrate", action="store_true",
+                   help="skip fitting a temperature and a first-error threshold on the "
+                        "validation split")
+    t.add_argument("--baselines", action="store_true",
+                   help="also train the same head on content-free features (step lengths, "
+                        "noise), saved beside the model for `prmkit eval`")
     h = p.add_argument_group("head (defaults: the reference spec)")
     h.add_argument("--hidden-size", type=int, default=512, help="width of the step transformer")
     h.add_argument("--num-layers", type=int, default=4, help="transformer layers over steps")
@@ -193,7 +199,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(p)
     p.add_argument("--out", help="write one JSON line per trajectory here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--flag-errors", action="store_true",
+                   help="add each solution's predicted first error (the first step whose "
+                        "probability is below the model's saved threshold; -1 for none)")
     p.add_argument("--batch-size", type=int, default=64, help="trajectories per head batch")
+    p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    _add_common(p)
+
+    p = _command(sub, "eval", "every metric the data support (first-error F1, step AUROC and "
+                 "F1, ECE, agreement with the labels), per split, beside content-free baselines")
+    p.add_argument("model", help="folder written by `prmkit train` (or a hub id)")
+    p.add_argument("data", help="labelled trajectories: a file, or a folder of splits "
+                   "(ProcessBench: one file per split)")
+    _add_format(p)
+    th = p.add_mutually_exclusive_group()
+    th.add_argument("--threshold", type=float, default=None,
+                    help="flag a step when its probability is below this (default: the "
+                         "threshold saved with each model, chosen on its validation split)")
+    th.add_argument("--threshold-from", default=None, metavar="DEV",
+                    help="choose each scorer's threshold on this dev data (average F1 over its "
+                         "splits), never on the data evaluated")
+    p.add_argument("--dev-format", choices=FORMATS, default=None,
+                   help="format of DEV (default: --format)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write eval.json, eval.md and reliability.png here")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     _add_common(p)
@@ -300,13 +330,15 @@ def cmd_train(args) -> dict:
     config = _config(TrainConfig, target=args.target, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                          patience=args.patience, seed=args.seed, num_threads=args.threads,
-                         checkpoint_every=args.checkpoint_every)
+                         checkpoint_every=args.checkpoint_every,
+                         calibrate=not args.no_calibrate)
     head = {"hidden_size": args.hidden_size, "num_layers": args.num_layers,
             "num_heads": args.num_heads, "dropout": args.dropout, "max_steps": args.max_steps,
             "causal": not args.bidirectional}
     summary = train_prm(args.data, args.out, _embed_config(args), head, config, _cache_dir(args),
                         progress=not args.no_progress, overwrite=args.overwrite,
-                        keep_checkpoint=args.keep_checkpoint, format=args.format)
+                        keep_checkpoint=args.keep_checkpoint, format=args.format,
+                        baselines=args.baselines)
     if not args.json:
         print(describe(summary["embedding"]))
         if summary["resumed_from"]:
@@ -319,6 +351,13 @@ def cmd_train(args) -> dict:
             line += (f", val loss {summary['val_loss']:.4f}, val step AUROC "
                      f"{'n/a' if auroc is None else f'{auroc:.3f}'}")
         print(line)
+        if summary.get("calibration"):
+            c = summary["calibration"]
+            threshold = c.get("threshold")
+            print(f"calibrated on the validation split: temperature {c['temperature']:.3g}, "
+                  f"ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}; first-error threshold "
+                  + ("none (no item with a known first error)" if threshold is None else
+                     f"{threshold:.3g} (F1 {c['threshold_f1']:.3f})"))
         print(f"saved to {summary['out']}")
     return summary
 
@@ -328,7 +367,8 @@ def cmd_score(args) -> dict:
 
     rows, report = score_data(args.model, args.data, args.out, _cache_dir(args),
                               args.batch_size, progress=not args.no_progress,
-                              overwrite=args.overwrite, format=args.format)
+                              overwrite=args.overwrite, format=args.format,
+                              flag_errors=args.flag_errors)
     if args.json and not args.out:
         for row in rows:
             print(json.dumps(row, allow_nan=False))
@@ -341,8 +381,23 @@ def cmd_score(args) -> dict:
             for row in rows:
                 scores = " ".join(f"{name}={value:.4g}" for name, value in row["scores"].items())
                 steps = " ".join(f"{p:.3f}" for p in row["step_probs"])
-                print(f"#{row['index']} {row['id']}  {scores}  steps: {steps}")
+                flagged = f"  first error: {row['first_error']}" if "first_error" in row else ""
+                print(f"#{row['index']} {row['id']}  {scores}  steps: {steps}{flagged}")
     return {"scored": len(rows), "out": args.out, "embedding": report}
+
+
+def cmd_eval(args) -> dict:
+    from prmkit.evaluate import markdown
+    from prmkit.workflows import eval_model
+
+    report = eval_model(args.model, args.data, args.format, args.threshold, args.threshold_from,
+                        args.dev_format, args.out, _cache_dir(args),
+                        progress=not args.no_progress)
+    if not args.json:
+        print("\n".join(markdown(report)))
+        if args.out:
+            print(f"wrote eval.json, eval.md and reliability.png to {args.out}")
+    return report
 
 
 def cmd_embed(args) -> dict:
@@ -477,8 +532,8 @@ def cmd_demo(args) -> dict:
     return results
 
 
-COMMANDS = {"train": cmd_train, "score": cmd_score, "embed": cmd_embed, "data": cmd_data,
-            "cache": cmd_cache, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "score": cmd_score, "eval": cmd_eval, "embed": cmd_embed,
+            "data": cmd_data, "cache": cmd_cache, "demo": cmd_demo}
 
 
 def _setup_output(args) -> None:

@@ -66,3 +66,33 @@ def plot_curves(panels: Sequence[tuple[str, Mapping[str, Mapping[int, Cell]]]],
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+
+
+def plot_reliability(tables: Mapping[str, Mapping[str, Sequence[float]]], path: Path) -> None:
+    """Reliability diagrams (``metrics.reliability`` tables), one line per scorer: mean label
+    against mean predicted probability per bin, the diagonal being perfect calibration, and the
+    share of steps per bin below. Written to a temporary name, then renamed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], ":", color="gray", label="perfect calibration")
+    for name, t in tables.items():
+        top.plot(t["mean_prob"], t["mean_label"], marker="o", label=name)
+        total = max(sum(t["count"]), 1)
+        bottom.stairs([c / total for c in t["count"]], t["edges"], label=name)
+    top.set_ylabel("share of steps labelled right")
+    top.set_title("reliability (equal-width bins)")
+    top.legend(fontsize=7)
+    top.grid(alpha=0.3)
+    bottom.set_xlabel("predicted probability that the step is right")
+    bottom.set_ylabel("share of steps")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -6,6 +6,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,12 @@ from prmkit.scoring.aggregate import AGGREGATIONS
 from prmkit.baselines import length_features, random_features
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.errors import DataError, PrmkitError
-from prmkit.model import PRMConfig
+from prmkit.metrics import first_flagged
+from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Location, Trajectory, read_jsonl_located
-from prmkit.scoring import PRM, aggregate_all
+from prmkit.scoring import PRM, HeadScorer, aggregate_all
 from prmkit.train import TrainConfig, check_out_dir, train
-from prmkit._io import atomic_open, check_output, file_lock
+from prmkit._io import atomic_open, check_output, file_lock, write_json
 
 PathLike = str | os.PathLike
 
@@ -137,24 +139,26 @@ def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,
               embed: EmbedConfig = EmbedConfig(), head: dict | None = None,
               config: TrainConfig = TrainConfig(), cache_dir: PathLike | None = None,
               progress: bool = True, overwrite: bool = False,
-              keep_checkpoint: bool = False, format: str = "jsonl") -> dict:
+              keep_checkpoint: bool = False, format: str = "jsonl",
+              baselines: bool = False) -> dict:
     """Embed the data (through the cache), train a head on it, save it to ``out_dir``.
 
     ``head`` overrides ``PRMConfig`` fields (hidden_size, num_layers, num_heads, dropout,
     max_steps, causal). ``out_dir`` is checked and locked before any embedding; a model already
-    there is replaced only with ``overwrite`` (``train``). Returns the training summary, with the
-    embedding report under "embedding".
+    there is replaced only with ``overwrite`` (``train``). With ``baselines``, the same head is
+    trained on content-free features too (``train_baselines``), for ``prmkit eval`` to report
+    beside the model. Returns the training summary, with the embedding report under "embedding".
     """
     out_dir = check_output(out_dir, _inputs(data), folder=True)
     check_out_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(out_dir, wait=False, busy="another prmkit train is writing there"):
         return _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrite,
-                          keep_checkpoint, format)
+                          keep_checkpoint, format, baselines)
 
 
 def _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrite,
-               keep_checkpoint, format) -> dict:
+               keep_checkpoint, format, baselines) -> dict:
     trajectories, locations = _trajectories(data, format)
     head = dict(head or {})
     try:  # check the head's settings now, not after an embedding run that may take an hour
@@ -171,17 +175,22 @@ def _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrit
                              else None, **head)
     summary = train(trajectories, features, model_config, config, out_dir, progress=progress,
                     overwrite=overwrite, keep_checkpoint=keep_checkpoint)
+    if baselines:
+        summary["baselines"] = train_baselines(trajectories, out_dir, backbone.hidden_size, head,
+                                               config)
     return {**summary, "embedding": report, "out": str(out_dir)}
 
 
 def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
                out: PathLike | None = None, cache_dir: PathLike | None = None,
                batch_size: int = 64, progress: bool = True,
-               overwrite: bool = False, format: str = "jsonl") -> tuple[list[dict], dict]:
+               overwrite: bool = False, format: str = "jsonl",
+               flag_errors: bool = False) -> tuple[list[dict], dict]:
     """Per-step probabilities and every aggregate for each trajectory.
 
     Returns (rows, embedding report); with ``out``, the rows are also written as JSONL (an
-    existing file is replaced only with ``overwrite``).
+    existing file is replaced only with ``overwrite``). With ``flag_errors``, each row also
+    holds ``first_error``: the first step below the model's saved threshold, or -1.
     """
     if out is not None:
         check_output(out, _inputs(data, model_dir), overwrite)
@@ -189,12 +198,18 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
     prm = PRM.from_pretrained(model_dir, batch_size=batch_size)
     check_steps(trajectories, locations, prm.head.config.max_steps,
                 "this model cannot score it: split the solution")
+    if flag_errors and prm.threshold is None:
+        raise PrmkitError(f"{model_dir} has no saved first-error threshold (it was trained "
+                          "without a validation split, or without calibration)")
     prm.cache = _cache(prm.backbone, cache_dir)
     step_probs = prm.score_batch(trajectories, progress=progress, locations=locations)
     scores = aggregate_all(step_probs, tuple(AGGREGATIONS))
     rows = [{"index": i, "id": record_id(trajectories[i]), "step_probs": probs,
              "scores": {name: values[i] for name, values in scores.items()}}
             for i, probs in enumerate(step_probs)]
+    if flag_errors:
+        for row in rows:
+            row["first_error"] = first_flagged(row["step_probs"], prm.threshold)
     if out is not None:
         import json
 
@@ -202,3 +217,101 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
             for row in rows:
                 f.write(json.dumps(row, allow_nan=False) + "\n")
     return rows, prm.last_embed_report
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+BASELINES_DIR = "baselines"
+
+
+def train_baselines(trajectories: list[Trajectory], out_dir: Path, input_dim: int,
+                    head: dict, config: TrainConfig) -> dict:
+    """The same head, trained the same way, on content-free features (step lengths; noise of the
+    backbone's width), saved under ``out_dir/baselines/<name>``: the figures to read a PRM's
+    against. Returns their summaries."""
+    summaries = {}
+    for name, features in (("length-only", length_features(trajectories)),
+                           ("random-features", random_features(trajectories, input_dim, seed=0))):
+        model_config = PRMConfig(input_dim=features[0].shape[1], target=config.target, **head)
+        summaries[name] = train(trajectories, features, model_config, config,
+                                out_dir / BASELINES_DIR / name, progress=False, overwrite=True)
+    return summaries
+
+
+def baseline_scorers(model_dir: PathLike) -> dict[str, HeadScorer]:
+    """The content-free heads saved beside a model by ``train --baselines`` (none if absent)."""
+    featurizers = {"length-only": length_features,
+                   "random-features": lambda ts, dim: random_features(ts, dim, seed=1)}
+    out = {}
+    for name, featurize in featurizers.items():
+        folder = Path(model_dir) / BASELINES_DIR / name
+        if (folder / "config.json").exists():
+            head = PRMHead.from_pretrained(folder)
+            if name == "random-features":
+                featurize = partial(featurize, dim=head.config.input_dim)
+            out[name] = HeadScorer(head, featurize)
+    return out
+
+
+def load_splits(data: PathLike, format: str = "jsonl") -> dict[str, list[Trajectory]]:
+    """Evaluation data by split: a folder's files (ProcessBench: gsm8k, math, ...) by name, else
+    a file's records by ``meta["split"]`` where they carry one, else one split "all"."""
+    path = Path(data)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json"))
+        if not files:
+            raise DataError("no .jsonl or .json files in folder", path=str(path))
+        return {p.stem: _trajectories(p, format)[0] for p in files}
+    splits: dict[str, list[Trajectory]] = {}
+    for t in _trajectories(data, format)[0]:
+        splits.setdefault(str(t.meta.get("split", "all")), []).append(t)
+    return splits
+
+
+def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
+               threshold: float | None = None, threshold_from: PathLike | None = None,
+               dev_format: str | None = None, out: PathLike | None = None,
+               cache_dir: PathLike | None | bool = None, progress: bool = True,
+               overwrite: bool = False) -> dict:
+    """Score ``data`` with a saved PRM and its saved content-free baselines; every metric the
+    data support (``evaluate.evaluate``), per split and averaged. The first-error threshold is
+    ``threshold`` if given, else chosen on ``threshold_from`` (a dev set) for each scorer, else
+    each scorer's own, saved with it (chosen on its validation split). With ``out``, writes
+    eval.json, eval.md and reliability.png there."""
+    from prmkit.evaluate import choose_threshold, evaluate
+    from prmkit.report import plot_reliability
+
+    if threshold is not None and threshold_from is not None:
+        raise PrmkitError("give a threshold or a dev set to choose one on, not both")
+    if threshold_from is not None and Path(threshold_from).resolve() == Path(data).resolve():
+        raise PrmkitError("the dev set is the data evaluated: a threshold chosen on the items "
+                          "it scores flatters them; choose it on other data")
+    if out is not None:
+        out = check_output(out, _inputs(data, model_dir), folder=True)
+    splits = load_splits(data, format)
+    prm = PRM.from_pretrained(model_dir)
+    prm.cache = _cache(prm.backbone, cache_dir)
+    scorers = {"PRM": prm, **baseline_scorers(model_dir)}
+    if threshold is not None:
+        thresholds, source = {name: threshold for name in scorers}, "given"
+    elif threshold_from is not None:
+        dev = load_splits(threshold_from, dev_format or format)
+        thresholds = {name: choose_threshold(s, dev)[0] for name, s in scorers.items()}
+        source = f"chosen on {threshold_from} (average F1 over its splits)"
+    else:
+        thresholds = {name: s.threshold for name, s in scorers.items()}
+        source = "saved with each model (chosen on its validation split)"
+    results = evaluate(scorers, splits, thresholds)
+    report = {"model": str(model_dir), "data": str(data), "threshold_source": source,
+              "splits": {name: len(ts) for name, ts in splits.items()}, "results": results,
+              "embedding": prm.last_embed_report}
+    if out is not None:
+        from prmkit.evaluate import markdown
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "eval.json", report)
+        with atomic_open(out / "eval.md") as f:
+            f.write("\n".join(markdown(report)) + "\n")
+        plot_reliability({name: r["reliability"] for name, r in results.items()},
+                         out / "reliability.png")
+    return report

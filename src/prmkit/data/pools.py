@@ -12,7 +12,7 @@ import statistics
 from collections import Counter, defaultdict
 
 from prmkit.metrics import pass_at_k
-from prmkit.records import Trajectory, normalize_question
+from prmkit.records import Trajectory, first_error, normalize_question
 
 TrajectoryPool = list[Trajectory]
 
@@ -24,11 +24,6 @@ def group_pools(trajectories: list[Trajectory]) -> list[TrajectoryPool]:
     for t in trajectories:
         groups[normalize_question(t.question)].append(t)
     return list(groups.values())
-
-
-def first_error(t: Trajectory) -> int:
-    """Index of the first step labelled wrong (label < 0.5), or -1."""
-    return next((i for i, label in enumerate(t.labels) if label is not None and label < 0.5), -1)
 
 
 def majority_correct(answers: list[str | None], right: set[str | None]) -> float:
@@ -75,7 +70,7 @@ def pool_stats(pools: list[TrajectoryPool], k: int = 16) -> dict[str, float]:
             top_share.append(max(wrong.values()) / sum(wrong.values()))
         for t in pool:
             fe = first_error(t)
-            if fe < 0:
+            if fe is None or fe < 0:  # no step labelled wrong
                 n_process += 1
             else:
                 n_wrong_step += 1
