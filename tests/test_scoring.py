@@ -25,3 +25,13 @@ def test_aggregate_all_by_hand():
     scores = aggregate_all([[0.5, 0.8], [0.9]], ("product", "min", "last"))
     assert scores["product"] == pytest.approx([0.4, 0.9])
     assert scores["min"] == [0.5, 0.9] and scores["last"] == pytest.approx([0.8, 0.9])
+
+
+def test_precomputed_features_are_served_by_identity():
+    from prmkit.scoring import precomputed
+
+    a, b = Trajectory("q", ["x"]), Trajectory("q", ["x"])  # equal text, different objects
+    featurize = precomputed([a], [np.ones((1, 2), np.float32)])
+    assert featurize([a])[0].tolist() == [[1.0, 1.0]]
+    with pytest.raises(ValueError, match="without precomputed features"):
+        featurize([b])

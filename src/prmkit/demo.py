@@ -36,7 +36,7 @@ from prmkit.metrics import auroc, flag_threshold, recall_below
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory
 from prmkit.report import curve_table, interval, pct, plot_curves, table
-from prmkit.scoring import aggregate_all, score_features
+from prmkit.scoring import HeadScorer, aggregate_all, precomputed
 from prmkit.select import Pool
 from prmkit.train import TrainConfig, split_by_question, train
 
@@ -155,9 +155,11 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
         summaries[name] = train(train_data, train_x, model_config, train_config, folder,
                                 progress=progress, overwrite=True)
         head = PRMHead.from_pretrained(folder)
-        step_probs[name] = score_features(head, test_x)
+        # every head is used through the Scorer interface, its features computed once above
+        scorer = HeadScorer(head, precomputed(train_data + test_data, train_x + test_x))
+        step_probs[name] = scorer.score_batch(test_data)
         if target == "step":
-            val_probs = score_features(head, [train_x[i] for i in val_idx])
+            val_probs = scorer.score_batch([train_data[i] for i in val_idx])
             pairs = [(p, label) for i, probs in zip(val_idx, val_probs)
                      for p, label in zip(probs, train_data[i].labels) if label is not None]
             thresholds[name] = flag_threshold(*zip(*pairs))
