@@ -29,6 +29,7 @@ from prmkit.errors import PrmkitError
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 TARGETS = ("step", "outcome")
+HEAD_TYPES = ("transformer", "linear")
 
 
 @dataclass
@@ -47,6 +48,13 @@ class PRMConfig:
     backbone_fingerprint: dict = field(default_factory=dict)  # Backbone.fingerprint
     # where a backbone given as a local path was (absolute): the model loads from any folder
     backbone_path: str | None = None
+    # "transformer": the spec's head; "linear": per-step logistic regression on the same
+    # standardized features, the baseline head that shows where the transformer earns its keep
+    head_type: str = "transformer"
+    # multi-task training heads (transformer only): the outcome from the last step's state, and
+    # the next step's projected features from each state; unused when scoring
+    aux_outcome: bool = False
+    aux_next_step: bool = False
 
     def __post_init__(self):
         if self.input_dim < 1 or self.hidden_size < 1 or self.num_layers < 0 \
@@ -62,6 +70,10 @@ class PRMConfig:
             raise ValueError("max_steps must be positive")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.head_type not in HEAD_TYPES:
+            raise ValueError(f"head_type must be one of {HEAD_TYPES}, got {self.head_type!r}")
+        if self.head_type == "linear" and (self.aux_outcome or self.aux_next_step):
+            raise ValueError("multi-task heads need the transformer head")
 
 
 class PRMHead(nn.Module):
@@ -80,6 +92,11 @@ class PRMHead(nn.Module):
         # Standardization statistics live with the weights, so a saved head is self-contained.
         self.register_buffer("feature_mean", torch.zeros(d))
         self.register_buffer("feature_std", torch.ones(d))
+        # logits are divided by its temperature before any probability is read (calibrate.py)
+        self.calibration = Calibration()
+        if config.head_type == "linear":
+            self.head = nn.Linear(d, 1)
+            return
         self.input_proj = nn.Linear(d, h)
         self.step_position = nn.Embedding(config.max_steps, h)
         layer = nn.TransformerEncoderLayer(h, config.num_heads, dim_feedforward=4 * h,
@@ -88,27 +105,36 @@ class PRMHead(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Dropout(config.dropout),
                                   nn.Linear(h, 1))
-        # logits are divided by its temperature before any probability is read (calibrate.py)
-        self.calibration = Calibration()
+        if config.aux_outcome:
+            self.outcome_head = nn.Linear(h, 1)
+        if config.aux_next_step:
+            self.next_step_head = nn.Linear(h, h)
 
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feature_mean.copy_(mean)
         self.feature_std.copy_(std.clamp_min(1e-6))
 
-    def forward(self, features: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, step_mask: torch.Tensor,
+                return_states: bool = False):
+        """Step logits (B, T); with ``return_states`` also the encoder's states (B, T, H) and
+        the projected inputs (B, T, H) that multi-task losses read (transformer head only)."""
         batch, steps, _ = features.shape
         if steps > self.config.max_steps:
             raise PrmkitError(f"a trajectory has {steps} steps; this head takes at most "
                               f"max_steps={self.config.max_steps} (split it or train with a "
                               "larger max_steps, --max-steps)")
         x = (features.float() - self.feature_mean) / self.feature_std  # (B, T, D)
-        x = self.input_proj(x) + self.step_position.weight[:steps]  # (B, T, H)
+        if self.config.head_type == "linear":
+            return self.head(x).squeeze(-1)  # (B, T)
+        projected = self.input_proj(x)  # (B, T, H)
+        x = projected + self.step_position.weight[:steps]
         attn_mask = None
         if self.config.causal:
             attn_mask = torch.ones(steps, steps, dtype=torch.bool,
                                    device=features.device).triu(1)  # True = may not attend
         x = self.encoder(x, mask=attn_mask, src_key_padding_mask=~step_mask)  # (B, T, H)
-        return self.head(x).squeeze(-1)  # (B, T)
+        logits = self.head(x).squeeze(-1)  # (B, T)
+        return (logits, x, projected) if return_states else logits
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -167,7 +193,7 @@ class PRMHead(nn.Module):
 CONFIG_FORMAT = 2
 MODEL_TYPE = "prmkit"
 _HEAD_KEYS = ("input_dim", "hidden_size", "num_layers", "num_heads", "dropout", "max_steps",
-              "causal", "target")
+              "causal", "target", "head_type", "aux_outcome", "aux_next_step")
 _TOP_KEYS = ("model_type", "format", "prmkit_version", "head", "embedding", "training",
              "calibration")
 _EMBEDDING_KEYS = ("config", "fingerprint", "backbone_path")
@@ -271,12 +297,14 @@ def _check_sizes(config: PRMConfig, shapes: dict[str, tuple[int, ...]], path: Pa
     100,000 layers or a 16,384-wide head is refused here, not after gigabytes are allocated."""
     checks = {"input_proj.weight": (config.hidden_size, config.input_dim),
               "step_position.weight": (config.max_steps, config.hidden_size)}
+    if config.head_type == "linear":
+        checks = {"head.weight": (1, config.input_dim)}
     for name, shape in checks.items():
         if shapes.get(name) != shape:
             raise PrmkitError(f"{path}: {name} has shape {shapes.get(name)}, the config gives "
                               f"{shape}")
     layers = {k.split(".")[2] for k in shapes if k.startswith("encoder.layers.")}
-    if len(layers) != config.num_layers:
+    if config.head_type == "transformer" and len(layers) != config.num_layers:
         raise PrmkitError(f"{path} holds {len(layers)} encoder layers, the config gives "
                           f"{config.num_layers}")
 

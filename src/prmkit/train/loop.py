@@ -15,29 +15,31 @@ the last step of each trajectory.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from prmkit._io import (OVERWRITE_HINT, atomic_save, file_lock, jsonable,
+from prmkit._io import (OVERWRITE_HINT, file_lock, jsonable,
                         remove_stale_temporaries, write_json)
 from prmkit.errors import PrmkitError
-from prmkit.losses import masked_bce
+from prmkit.losses import masked_bce, next_step_loss, outcome_loss, smooth_labels, step_loss
 from prmkit.metrics import auroc
 from prmkit.batch import collate
 from prmkit.model import CONFIG_NAME, TARGETS, PRMConfig, PRMHead
 from prmkit.calibrate import Calibration, fit_calibration
 from prmkit.records import Label, Trajectory, check_label_kind, first_error, normalize_question
+from prmkit.train.checkpoint import (CHECKPOINT_NAME, load_checkpoint, run_fingerprint,
+                                     save_checkpoint)
+from prmkit.train.tricks import (curriculum_indices, hard_negative_weights, step_weights,
+                                 truncate_prefixes)
 
-CHECKPOINT_NAME = "checkpoint.pt"
 SUMMARY_NAME = "summary.json"
 
 
@@ -56,6 +58,18 @@ class TrainConfig:
     checkpoint_every: int = 0  # batches between checkpoints; 0 = at the end of each epoch
     # fit a temperature and a first-error threshold on the validation split (calibrate.py)
     calibrate: bool = True
+    # --- tricks of the reference spec, all off by default (tricks.py, losses.py; README,
+    # "Training tricks", has what each did when measured)
+    label_smoothing: float = 0.0  # eps: labels become y (1 - 2 eps) + eps
+    focal_gamma: float = 0.0  # |y - p|^gamma * BCE; 0 is plain BCE
+    balance: bool = False  # right and wrong steps weigh the same in total
+    length_balance: bool = False  # the same within each step-length bin
+    prefix_augment: bool = False  # train on random prefixes (changes little under causal heads)
+    curriculum: bool = False  # short solutions first, by the data's length quantiles
+    outcome_weight: float = 0.0  # alpha: an outcome head read at the last step
+    next_step_weight: float = 0.0  # beta: predict the next step's projected features
+    hard_negative_rounds: int = 0  # extra rounds with confident mistakes up-weighted
+    hard_negative_factor: float = 2.0
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -66,6 +80,12 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.lr <= 0 or self.patience < 1 or self.checkpoint_every < 0:
             raise ValueError("lr must be positive, patience >= 1, checkpoint_every >= 0")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if min(self.focal_gamma, self.outcome_weight, self.next_step_weight,
+               self.hard_negative_rounds) < 0 or self.hard_negative_factor < 1:
+            raise ValueError("focal_gamma, outcome_weight, next_step_weight and "
+                             "hard_negative_rounds must be >= 0, hard_negative_factor >= 1")
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -105,6 +125,73 @@ def feature_stats(features: list[np.ndarray], indices: list[int]) -> tuple[torch
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+def batch_loss(model: PRMHead, features, labels, weights, outcomes, rows: list[int],
+               config: TrainConfig, seed: int) -> torch.Tensor:
+    """The training loss of one batch, with whichever tricks ``config`` turns on."""
+    batch = collate(features, labels, rows)
+    full_length = batch["step_mask"].sum(dim=1)  # (B,)
+    if config.prefix_augment:
+        batch = truncate_prefixes(batch, torch.Generator().manual_seed(seed))
+    targets = batch["labels"]
+    if config.label_smoothing:
+        targets = smooth_labels(targets, config.label_smoothing)
+    w = None
+    if weights is not None:
+        w = torch.zeros_like(targets)
+        for r, i in enumerate(rows):
+            w[r, :len(weights[i])] = torch.from_numpy(weights[i])
+    if not (config.outcome_weight or config.next_step_weight):
+        logits = model(batch["features"], batch["step_mask"])  # (B, T)
+        return step_loss(logits, targets, batch["label_mask"], w, config.focal_gamma)
+    logits, states, projected = model(batch["features"], batch["step_mask"], return_states=True)
+    loss = step_loss(logits, targets, batch["label_mask"], w, config.focal_gamma)
+    if config.outcome_weight:
+        last = batch["step_mask"].sum(dim=1) - 1  # (B,)
+        read = model.outcome_head(states[torch.arange(len(rows)), last]).squeeze(-1)  # (B,)
+        known = torch.tensor([outcomes[i] is not None for i in rows]) & (last + 1 == full_length)
+        truth = torch.tensor([float(outcomes[i] or 0) for i in rows])
+        loss = loss + config.outcome_weight * outcome_loss(read, truth, known)
+    if config.next_step_weight:
+        loss = loss + config.next_step_weight * next_step_loss(
+            model.next_step_head(states), projected, batch["step_mask"])
+    return loss
+
+
+def refine(model: PRMHead, features, labels, weights, outcomes, train_idx: list[int],
+           val_idx: list[int], config: TrainConfig, round_: int) -> dict:
+    """One hard-negative round: a fresh optimizer, the same epochs and early stopping, the
+    mined weights; the best weights are kept (not checkpointed: a killed run redoes it)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    best = (evaluate(model, features, labels, val_idx, config.batch_size)["loss"]
+            if val_idx else math.inf)
+    best_weights, best_epoch, bad = copy.deepcopy(model.state_dict()), 0, 0
+    for epoch in range(config.epochs):
+        seed = (config.seed * 100003 + 1000 * round_ + epoch)
+        order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))
+        model.train()
+        for b in range(math.ceil(len(train_idx) / config.batch_size)):
+            rows = [train_idx[i] for i in order[b * config.batch_size:(b + 1) * config.batch_size]]
+            loss = batch_loss(model, features, labels, weights, outcomes, rows, config,
+                              seed * 10007 + b)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+        val = evaluate(model, features, labels, val_idx, config.batch_size)["loss"] \
+            if val_idx else -epoch
+        if val < best:
+            best, best_weights, best_epoch, bad = val, copy.deepcopy(model.state_dict()), \
+                epoch + 1, 0
+        else:
+            bad += 1
+            if bad >= config.patience:
+                break
+    model.load_state_dict(best_weights)
+    model.eval()
+    return {"round": round_, "best_epoch": best_epoch, "val_loss": best}
 
 
 @torch.no_grad()
@@ -149,29 +236,6 @@ def evaluate(model: PRMHead, features, labels, indices: list[int], batch_size: i
             "labelled_steps": n_labels}
 
 
-# --- checkpoints --------------------------------------------------------------------------------
-
-def run_fingerprint(features, labels, questions: list[str], model_config: PRMConfig,
-                    config: TrainConfig) -> str:
-    """What a checkpoint belongs to: the features, labels, questions (they decide the split)
-    and both configs."""
-    h = hashlib.sha256()
-    h.update(json.dumps([asdict(model_config), asdict(config), labels, questions],
-                        sort_keys=True).encode())
-    for f in features:
-        h.update(np.ascontiguousarray(f).tobytes())
-    return h.hexdigest()
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_save(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(path: Path) -> dict:
-    # weights_only: a checkpoint is data, never code to unpickle
-    return torch.load(path, weights_only=True)
-
-
 # --- the loop -----------------------------------------------------------------------------------
 
 def train(trajectories: list[Trajectory], features: list[np.ndarray], model_config: PRMConfig,
@@ -208,6 +272,13 @@ def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_con
     torch.set_num_threads(config.num_threads)
     check_label_kind(trajectories)
     labels = [training_labels(t, config.target) for t in trajectories]
+    model_config = replace(model_config, aux_outcome=config.outcome_weight > 0,
+                           aux_next_step=config.next_step_weight > 0)
+    weights = None
+    if config.balance or config.length_balance or config.hard_negative_rounds:
+        weights = step_weights(labels, [[len(s) for s in t.steps] for t in trajectories],
+                               config.balance, config.length_balance)
+    outcomes = [t.outcome for t in trajectories]
     usable = [i for i, ls in enumerate(labels) if any(label is not None for label in ls)]
     if not usable:
         what = "step labels" if config.target == "step" else "outcomes"
@@ -254,16 +325,19 @@ def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_con
     done_batches = state["epoch"] * batches_per_epoch + state["batch"]
     bar = tqdm(total=total, initial=min(done_batches, total), unit="batch", desc="train",
                disable=not progress or state["done"], leave=False)
+    lengths = [trajectories[i].num_steps for i in train_idx]
     while not state["done"] and state["epoch"] < config.epochs:
         epoch = state["epoch"]
-        order = torch.randperm(len(train_idx),
+        pool = ([train_idx[j] for j in curriculum_indices(lengths, epoch, config.epochs)]
+                if config.curriculum else train_idx)
+        order = torch.randperm(len(pool),
                                generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
+        batches_per_epoch = math.ceil(len(pool) / config.batch_size)
         model.train()
         for b in range(state["batch"], batches_per_epoch):
-            rows = [train_idx[i] for i in order[b * config.batch_size:(b + 1) * config.batch_size]]
-            batch = collate(features, labels, rows)
-            logits = model(batch["features"], batch["step_mask"])  # (B, T)
-            loss = masked_bce(logits, batch["labels"], batch["label_mask"])
+            rows = [pool[i] for i in order[b * config.batch_size:(b + 1) * config.batch_size]]
+            loss = batch_loss(model, features, labels, weights, outcomes, rows, config,
+                              seed=(config.seed * 100003 + epoch) * 10007 + b)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -299,6 +373,17 @@ def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_con
                "val_trajectories": len(val_idx), "epochs_run": state["epoch"],
                "best_epoch": state["best_epoch"], "resumed_from": resumed,
                "history": state["history"]}
+    for round_ in range(config.hard_negative_rounds):
+        probs = [1 / (1 + np.exp(-z)) for z in step_logits(model, features, train_idx,
+                                                           config.batch_size)]
+        mined = hard_negative_weights(probs, [labels[i] for i in train_idx],
+                                      [weights[i] for i in train_idx],
+                                      config.hard_negative_factor)
+        for i, w in zip(train_idx, mined):
+            weights[i] = w
+        summary.setdefault("hard_negative_rounds", []).append(
+            refine(model, features, labels, weights, outcomes, train_idx, val_idx, config,
+                   round_ + 1))
     if config.calibrate and val_idx:
         model.calibration, summary["calibration"] = calibrate(
             model, trajectories, features, labels, val_idx, config)
