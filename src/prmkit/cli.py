@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 import logging
 import signal
 import sys
@@ -21,6 +22,7 @@ from prmkit.embed.backbone import DTYPES, FEATURES, POOLINGS
 from prmkit.embed.sources import DEFAULT_BACKBONE
 from prmkit.errors import PrmkitError
 from prmkit._io import check_output, jsonable
+from prmkit.ablate import AblateConfig
 from prmkit.demo import DemoConfig
 from prmkit.train import TrainConfig
 
@@ -64,6 +66,10 @@ EXAMPLES = {
   prmkit cache verify --cache /data/prmkit-cache --json""",
     "gc": """examples:
   prmkit cache gc""",
+    "ablate": """examples:
+  prmkit ablate                                  # the demo world, 5 seeds (~15 min)
+  prmkit ablate --train train.jsonl --test test.jsonl --seeds 3
+  prmkit ablate --variants "focal loss (gamma 2)" "linear head" --seeds 3""",
     "demo": """examples:
   prmkit demo                 # about 11 minutes cold on 2 cores
   prmkit demo --quick         # about 2 minutes""",
@@ -180,7 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--baselines", action="store_true",
                    help="also train the same head on content-free features (step lengths, "
                         "noise), saved beside the model for `prmkit eval`")
+    k = p.add_argument_group("training tricks (all off by default; README, \"Training tricks\")")
+    k.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="EPS",
+                   help="labels become y (1 - 2 EPS) + EPS")
+    k.add_argument("--focal-gamma", type=float, default=d.focal_gamma, metavar="GAMMA",
+                   help="focal loss |y - p|^GAMMA * BCE (0: plain BCE)")
+    k.add_argument("--balance", action="store_true",
+                   help="right and wrong steps weigh the same in the loss")
+    k.add_argument("--length-balance", action="store_true",
+                   help="right and wrong steps weigh the same within each step-length bin")
+    k.add_argument("--prefix-augment", action="store_true",
+                   help="train on random prefixes (little effect on the default causal head)")
+    k.add_argument("--curriculum", action="store_true",
+                   help="short solutions first, rising to all by the middle epoch")
+    k.add_argument("--outcome-weight", type=float, default=d.outcome_weight, metavar="ALPHA",
+                   help="multi-task: an outcome head at the last step, loss weight ALPHA")
+    k.add_argument("--next-step-weight", type=float, default=d.next_step_weight, metavar="BETA",
+                   help="multi-task: next-step prediction, loss weight BETA")
+    k.add_argument("--hard-negative-rounds", type=int, default=d.hard_negative_rounds,
+                   help="extra rounds with confident mistakes weighted x2")
     h = p.add_argument_group("head (defaults: the reference spec)")
+    h.add_argument("--head", choices=("transformer", "linear"), default="transformer",
+                   help="transformer: the spec's head; linear: per-step logistic regression on "
+                        "the same features (a baseline head)")
     h.add_argument("--hidden-size", type=int, default=512, help="width of the step transformer")
     h.add_argument("--num-layers", type=int, default=4, help="transformer layers over steps")
     h.add_argument("--num-heads", type=int, default=8, help="attention heads")
@@ -295,6 +323,26 @@ def build_parser() -> argparse.ArgumentParser:
                             "~/.cache/prmkit/embeddings)")
         _add_common(q)
 
+    p = _command(sub, "ablate", "train with each trick on and off on the same data over several "
+                 "seeds; paired differences with intervals (the demo world by default)")
+    p.add_argument("--train", default=None, metavar="DATA",
+                   help="training data (default: the demo world, 200 problems x 8)")
+    p.add_argument("--test", default=None, metavar="DATA",
+                   help="held-out data, with --train (pools with answers give best-of-N)")
+    _add_format(p)
+    p.add_argument("--seeds", type=int, default=5, help="seeds per variant (at least 2)")
+    p.add_argument("--n", type=int, default=16, help="best-of-N at this N")
+    p.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                   help="only these variants (default: all; names as in the table)")
+    a = AblateConfig()
+    p.add_argument("--sizes", type=float, nargs="+", default=list(a.sizes),
+                   help="shares of the training questions for the linear-vs-transformer table")
+    p.add_argument("--epochs", type=int, default=a.train.epochs, help="most epochs per head")
+    p.add_argument("--out", default="runs/ablate", help="folder for ablate.md and results.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    _add_embed_args(p)
+    _add_common(p)
+
     p = _command(sub, "demo", "the whole loop on the built-in synthetic world: PRMs on SmolLM2 "
                  "reading steps in context and on MiniLM reading them alone, an ORM and "
                  "content-free heads; best-of-N with intervals, what each PRM catches")
@@ -324,6 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tricks(args) -> dict:
+    """The training tricks set on the command line, as TrainConfig fields."""
+    return {"label_smoothing": args.label_smoothing, "focal_gamma": args.focal_gamma,
+            "balance": args.balance, "length_balance": args.length_balance,
+            "prefix_augment": args.prefix_augment, "curriculum": args.curriculum,
+            "outcome_weight": args.outcome_weight, "next_step_weight": args.next_step_weight,
+            "hard_negative_rounds": args.hard_negative_rounds}
+
+
 def cmd_train(args) -> dict:
     from prmkit.workflows import train_prm
 
@@ -331,10 +388,10 @@ def cmd_train(args) -> dict:
                          lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                          patience=args.patience, seed=args.seed, num_threads=args.threads,
                          checkpoint_every=args.checkpoint_every,
-                         calibrate=not args.no_calibrate)
+                         calibrate=not args.no_calibrate, **tricks(args))
     head = {"hidden_size": args.hidden_size, "num_layers": args.num_layers,
             "num_heads": args.num_heads, "dropout": args.dropout, "max_steps": args.max_steps,
-            "causal": not args.bidirectional}
+            "causal": not args.bidirectional, "head_type": args.head}
     summary = train_prm(args.data, args.out, _embed_config(args), head, config, _cache_dir(args),
                         progress=not args.no_progress, overwrite=args.overwrite,
                         keep_checkpoint=args.keep_checkpoint, format=args.format,
@@ -512,6 +569,25 @@ def cmd_cache(args) -> dict:
     return report
 
 
+def cmd_ablate(args) -> dict:
+    from prmkit.ablate import VARIANTS, markdown
+    from prmkit.workflows import ablate
+
+    if (args.train is None) != (args.test is None):
+        raise PrmkitError("give both --train and --test, or neither (the demo world)")
+    base = AblateConfig()
+    config = _config(AblateConfig, seeds=tuple(range(args.seeds)), n=args.n,
+                     variants=tuple(args.variants or VARIANTS), sizes=tuple(args.sizes),
+                     train=_config(TrainConfig, **{**asdict(base.train), "epochs": args.epochs}),
+                     embed=_embed_config(args))
+    results = ablate(config, args.train, args.test, args.format, args.out, _cache_dir(args),
+                     progress=not args.no_progress, overwrite=args.overwrite)
+    if not args.json:
+        print("\n".join(markdown(results)))
+        print(f"wrote ablate.md and results.json to {args.out}")
+    return results
+
+
 def cmd_demo(args) -> dict:
     from prmkit.demo import run_demo
 
@@ -533,7 +609,7 @@ def cmd_demo(args) -> dict:
 
 
 COMMANDS = {"train": cmd_train, "score": cmd_score, "eval": cmd_eval, "embed": cmd_embed,
-            "data": cmd_data, "cache": cmd_cache, "demo": cmd_demo}
+            "data": cmd_data, "cache": cmd_cache, "ablate": cmd_ablate, "demo": cmd_demo}
 
 
 def _setup_output(args) -> None:

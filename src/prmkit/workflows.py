@@ -315,3 +315,29 @@ def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
         plot_reliability({name: r["reliability"] for name, r in results.items()},
                          out / "reliability.png")
     return report
+
+
+def ablate(config, train: PathLike | None = None, test: PathLike | None = None,
+           format: str = "jsonl", out: PathLike | None = None,
+           cache_dir: PathLike | None | bool = None, progress: bool = True,
+           overwrite: bool = False) -> dict:
+    """``prmkit ablate``: ``ablate.run_ablation`` on the demo world or on the given files; with
+    ``out``, writes ablate.md and results.json there (replaced only with ``overwrite``)."""
+    import logging
+
+    from prmkit.ablate import markdown, run_ablation
+
+    if out is not None:
+        out = check_output(out, [p for p in (train, test) if p is not None], folder=True)
+        for name in ("ablate.md", "results.json"):
+            check_output(out / name, overwrite=overwrite)
+    train_data = _trajectories(train, format)[0] if train is not None else None
+    test_data = _trajectories(test, format)[0] if test is not None else None
+    results = run_ablation(config, train_data, test_data, cache_dir, progress,
+                           log=logging.getLogger("prmkit").info)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "results.json", results)
+        with atomic_open(out / "ablate.md") as f:
+            f.write("\n".join(markdown(results)) + "\n")
+    return results
