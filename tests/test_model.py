@@ -146,8 +146,8 @@ BAD_CONFIGS = {
                               "null"),
     "unknown embed config key": (set_key("embedding", "config", value={"shell": "rm"}),
                                  "embedding.config.shell: unknown key"),
-    "bad training section": (set_key("training", value={"epochs": "ten"}),
-                             "training.epochs: expected an int"),
+    "training not an object": (set_key("training", value=[1]),
+                               "training must be an object or null"),
     "other model type": (set_key("model_type", value="bert"), "not a prmkit head config"),
     "newer format": (set_key("format", value=99), "config format 99"),
 }
@@ -185,6 +185,20 @@ def test_bad_weights_are_a_clear_error(tmp_path, damage, words):
     damage(tmp_path / "model.safetensors")
     with pytest.raises(PrmkitError, match=words):
         PRMHead.from_pretrained(tmp_path)
+
+
+def test_the_training_section_is_checked_field_by_field(tmp_path):
+    from prmkit.train import TrainConfig, read_training
+
+    config = saved(tmp_path)
+    assert read_training(tmp_path) is None  # saved without training settings
+    config["training"] = {"epochs": "ten"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PrmkitError, match="training.epochs: expected an int"):
+        read_training(tmp_path)
+    config["training"] = {"epochs": 3}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert read_training(tmp_path) == TrainConfig(epochs=3)
 
 
 def test_nan_weights_are_refused(tmp_path):

@@ -66,6 +66,11 @@ def atomic_save(path: str | os.PathLike, save_fn) -> None:
         save_fn(tmp)
 
 
+def prmkit_cache_root() -> Path:
+    """``$PRMKIT_CACHE``, else ``~/.cache/prmkit``: embeddings and converted backbones live here."""
+    return Path(os.environ.get("PRMKIT_CACHE", Path.home() / ".cache" / "prmkit"))
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -217,12 +217,12 @@ def read_config(directory: str | os.PathLike) -> PRMConfig:
     return read_model_config(directory)[0]
 
 
-def read_model_config(directory: str | os.PathLike) -> tuple[PRMConfig, Calibration]:
-    """``read_config`` and the saved calibration (T = 1 and no threshold where none was saved)."""
+def read_raw_config(directory: str | os.PathLike) -> tuple[object, str]:
+    """A model folder's config.json parsed strictly (no NaN, no duplicate keys, bounded depth),
+    and its path for messages; the sections are checked by the readers of each stage."""
     from prmkit._io import open_input
-    from prmkit.records import find_bad_value, loads
     from prmkit.errors import DataError
-    from prmkit.schema import from_dict
+    from prmkit.records import find_bad_value, loads
 
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
@@ -241,7 +241,15 @@ def read_model_config(directory: str | os.PathLike) -> tuple[PRMConfig, Calibrat
         raise PrmkitError(f"{config_path}: invalid JSON: {e.msg} (line {e.lineno})") from None
     except DataError as e:
         raise PrmkitError(f"{config_path}: {e}") from None
-    where = str(config_path)
+    return raw, str(config_path)
+
+
+def read_model_config(directory: str | os.PathLike) -> tuple[PRMConfig, Calibration]:
+    """``read_config`` and the saved calibration (T = 1 and no threshold where none was saved).
+    The training section is checked by ``prmkit.train.read_training``."""
+    from prmkit.schema import from_dict
+
+    raw, where = read_raw_config(directory)
     if isinstance(raw, dict) and "prmkit_head" in raw and len(raw) == 1:  # format 1
         return from_dict(PRMConfig, raw["prmkit_head"], f"{where}: prmkit_head"), Calibration()
     if not isinstance(raw, dict) or raw.get("model_type") != MODEL_TYPE:
@@ -256,10 +264,8 @@ def read_model_config(directory: str | os.PathLike) -> tuple[PRMConfig, Calibrat
         raise PrmkitError(f"{where}: head and embedding must be objects")
     _known(head, _HEAD_KEYS, f"{where}: head")
     _known(embedding, _EMBEDDING_KEYS, f"{where}: embedding")
-    if raw.get("training") is not None:
-        from prmkit.train import TrainConfig
-
-        from_dict(TrainConfig, raw["training"], f"{where}: training")
+    if not isinstance(raw.get("training"), (dict, type(None))):
+        raise PrmkitError(f"{where}: training must be an object or null")
     config = from_dict(PRMConfig, {**head, "embed": embedding.get("config", {}),
                                    "backbone_fingerprint": embedding.get("fingerprint", {}),
                                    "backbone_path": embedding.get("backbone_path")},

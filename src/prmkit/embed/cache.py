@@ -44,7 +44,8 @@ from typing import Iterable
 
 import numpy as np
 
-from prmkit._io import atomic_open, file_lock as _locked, file_sha256, write_json
+from prmkit._io import (atomic_open, file_lock as _locked, file_sha256, prmkit_cache_root,
+                        write_json)
 from prmkit.embed.tokens import StepTokens
 from prmkit.errors import PrmkitError
 
@@ -71,11 +72,6 @@ def entry_key(tokens: StepTokens) -> str:
     h.update(np.asarray(tokens.ends, dtype=np.int64).tobytes())
     h.update(np.asarray(tokens.ids, dtype=np.int64).tobytes())
     return h.hexdigest()
-
-
-def prmkit_cache_root() -> Path:
-    """``$PRMKIT_CACHE``, else ``~/.cache/prmkit``: embeddings and converted backbones live here."""
-    return Path(os.environ.get("PRMKIT_CACHE", Path.home() / ".cache" / "prmkit"))
 
 
 def default_cache_dir() -> Path:

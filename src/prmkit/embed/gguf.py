@@ -18,8 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from prmkit._io import file_sha256
-from prmkit.embed.cache import prmkit_cache_root
+from prmkit._io import file_sha256, prmkit_cache_root
 from prmkit.errors import PrmkitError
 
 

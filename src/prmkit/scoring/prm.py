@@ -21,6 +21,7 @@ from prmkit.model import PRMHead, read_config
 from prmkit.errors import PrmkitError
 from prmkit.hub import model_folder, push_to_hub
 from prmkit.records import Location, Trajectory
+from prmkit.train import read_training
 from prmkit.scoring.base import StepScores
 
 Featurize = Callable[[list[Trajectory]], list[np.ndarray]]  # -> [(num_steps, D)]
@@ -86,6 +87,7 @@ class PRM(HeadScorer):
         """
         directory = model_folder(directory, revision)
         config = read_config(directory)
+        read_training(directory)  # every section of an untrusted folder is checked
         embed = EmbedConfig(**config.embed)
         if config.backbone_path:  # trained on a local folder: found wherever we run from
             if not os.path.isdir(config.backbone_path):

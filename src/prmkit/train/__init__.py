@@ -3,7 +3,8 @@
 
 from prmkit.train.checkpoint import CHECKPOINT_NAME
 from prmkit.train.loop import (SUMMARY_NAME, TrainConfig, check_out_dir, evaluate,
-                               split_by_question, step_logits, train, training_labels)
+                               read_training, split_by_question, step_logits, train,
+                               training_labels)
 
 __all__ = ["CHECKPOINT_NAME", "SUMMARY_NAME", "TrainConfig", "check_out_dir", "evaluate",
-           "split_by_question", "step_logits", "train", "training_labels"]
+           "read_training", "split_by_question", "step_logits", "train", "training_labels"]

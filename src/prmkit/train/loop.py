@@ -257,6 +257,17 @@ def train(trajectories: list[Trajectory], features: list[np.ndarray], model_conf
                       keep_checkpoint)
 
 
+def read_training(directory: str | os.PathLike) -> TrainConfig | None:
+    """The training settings saved in a model folder, checked field by field (None for a
+    folder saved without them)."""
+    from prmkit.model import read_raw_config
+    from prmkit.schema import from_dict
+
+    raw, where = read_raw_config(directory)
+    section = raw.get("training") if isinstance(raw, dict) else None
+    return None if section is None else from_dict(TrainConfig, section, f"{where}: training")
+
+
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
     """Refuse to train over a finished model (a folder with a model and no checkpoint) unless
     ``overwrite``; a checkpoint is checked against the run when training starts."""
