@@ -327,3 +327,15 @@ sys.exit(cli.main(["data", "synthetic", "--out", {str(out)!r}, "--problems", "2"
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert os.listdir(tmp_path) == []  # neither the output nor a temporary file
+
+
+def test_an_ensemble_scores_with_its_spread(tmp_path, small_jsonl, capsys):
+    cache = str(tmp_path / "cache")
+    assert main(["train", str(small_jsonl), "--out", str(tmp_path / "m"), "--epochs", "1",
+                 "--ensemble", "2", "--cache", cache, *MINILM, *SMALL_HEAD]) == 0
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "m"), str(small_jsonl), "--cache", cache,
+                 "--no-progress", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert len(row["step_spread"]) == len(row["step_probs"]) == 3
+    assert all(0 <= s <= 0.5 for s in row["step_spread"]) and max(row["step_spread"]) > 0

@@ -111,3 +111,27 @@ def test_the_linear_head_is_per_step_logistic_regression(tmp_path):
     assert torch.allclose(got, z, atol=1e-5)
     assert sorted(load_file(tmp_path / "model.safetensors")) == [
         "feature_mean", "feature_std", "head.bias", "head.weight"]
+
+
+def test_an_ensemble_is_the_mean_of_its_members_saved_as_one_model(tmp_path):
+    from prmkit.model import EnsembleHead
+
+    data = [Trajectory.from_dict(r) for r in make_rows(6)]
+    feats = synthetic_features(data)
+    summary = train(data, feats, PRMConfig(input_dim=8, **HEAD),
+                    TrainConfig(epochs=2, ensemble=3), tmp_path, progress=False)
+    assert len(summary["members"]) == 3 and summary["ensemble"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json", "model.safetensors", "summary.json"]  # members folded into one model
+    head = PRMHead.from_pretrained(tmp_path)
+    assert isinstance(head, EnsembleHead) and len(head.members) == 3
+    x = torch.from_numpy(np.stack([f.astype(np.float32) for f in feats[:4]]))
+    mask = torch.ones(4, 3, dtype=torch.bool)
+    with torch.no_grad():
+        members = torch.stack([torch.sigmoid(m(x, mask)) for m in head.members])
+        mean = torch.sigmoid(head(x, mask))
+        spread = head.spread(x, mask)
+    # different seeds, different members; the ensemble is their mean, the spread their sd
+    assert not torch.allclose(members[0], members[1])
+    assert torch.allclose(mean, members.mean(0), atol=1e-6)
+    assert torch.allclose(spread, members.std(0, unbiased=False), atol=1e-6)

@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict] = {
     "multi-task: outcome (alpha 0.5)": {"outcome_weight": 0.5},
     "multi-task: next step (beta 0.5)": {"next_step_weight": 0.5},
     "hard negatives (1 round)": {"hard_negative_rounds": 1},
+    "ensemble of 3": {"ensemble": 3},
     "label policy: every later step wrong": {},
     "linear head": {},
 }

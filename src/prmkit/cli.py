@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multi-task: next-step prediction, loss weight BETA")
     k.add_argument("--hard-negative-rounds", type=int, default=d.hard_negative_rounds,
                    help="extra rounds with confident mistakes weighted x2")
+    k.add_argument("--ensemble", type=int, default=d.ensemble, metavar="K",
+                   help="K heads with different seeds, saved as one model: their mean "
+                        "probability, their spread as uncertainty (score shows it)")
     h = p.add_argument_group("head (defaults: the reference spec)")
     h.add_argument("--head", choices=("transformer", "linear"), default="transformer",
                    help="transformer: the spec's head; linear: per-step logistic regression on "
@@ -378,7 +381,7 @@ def tricks(args) -> dict:
             "balance": args.balance, "length_balance": args.length_balance,
             "prefix_augment": args.prefix_augment, "curriculum": args.curriculum,
             "outcome_weight": args.outcome_weight, "next_step_weight": args.next_step_weight,
-            "hard_negative_rounds": args.hard_negative_rounds}
+            "hard_negative_rounds": args.hard_negative_rounds, "ensemble": args.ensemble}
 
 
 def cmd_train(args) -> dict:
@@ -398,11 +401,16 @@ def cmd_train(args) -> dict:
                         baselines=args.baselines)
     if not args.json:
         print(describe(summary["embedding"]))
-        if summary["resumed_from"]:
+        if summary.get("resumed_from"):
             r = summary["resumed_from"]
             print(f"resumed from the checkpoint at epoch {r['epoch'] + 1}, batch {r['batch']}")
-        line = (f"trained {summary['target']} head: {summary['epochs_run']} epochs, best epoch "
-                f"{summary['best_epoch']}, train loss {summary['train_loss']:.4f}")
+        if "ensemble" in summary:
+            line = (f"trained an ensemble of {summary['ensemble']} {summary['target']} heads "
+                    f"(best epochs {', '.join(str(m['best_epoch']) for m in summary['members'])})"
+                    f", train loss {summary['train_loss']:.4f}")
+        else:
+            line = (f"trained {summary['target']} head: {summary['epochs_run']} epochs, best "
+                    f"epoch {summary['best_epoch']}, train loss {summary['train_loss']:.4f}")
         if summary.get("val_loss") is not None:
             auroc = summary.get("val_step_auroc")
             line += (f", val loss {summary['val_loss']:.4f}, val step AUROC "

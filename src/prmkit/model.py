@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -55,6 +55,9 @@ class PRMConfig:
     # the next step's projected features from each state; unused when scoring
     aux_outcome: bool = False
     aux_next_step: bool = False
+    # K > 1: K heads of this shape trained with different seeds, saved as one model
+    # (``EnsembleHead``): the mean of their probabilities, their spread as uncertainty
+    ensemble: int = 1
 
     def __post_init__(self):
         if self.input_dim < 1 or self.hidden_size < 1 or self.num_layers < 0 \
@@ -74,6 +77,8 @@ class PRMConfig:
             raise ValueError(f"head_type must be one of {HEAD_TYPES}, got {self.head_type!r}")
         if self.head_type == "linear" and (self.aux_outcome or self.aux_next_step):
             raise ValueError("multi-task heads need the transformer head")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
 
 
 class PRMHead(nn.Module):
@@ -164,8 +169,9 @@ class PRMHead(nn.Module):
         path = directory / WEIGHTS_NAME
         shapes = _weight_shapes(path)
         _check_sizes(config, shapes, path)
+        build = EnsembleHead if config.ensemble > 1 else cls
         with torch.device("meta"):  # the expected names and shapes, without allocating
-            expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+            expected = {k: tuple(v.shape) for k, v in build(config).state_dict().items()}
         if shapes != expected:
             missing = sorted(set(expected) - set(shapes))
             extra = sorted(set(shapes) - set(expected))
@@ -178,11 +184,48 @@ class PRMHead(nn.Module):
         for name, tensor in tensors.items():
             if not torch.isfinite(tensor).all():
                 raise PrmkitError(f"{path}: {name} holds NaN or infinite values")
-        model = cls(config)
+        model = build(config)
         model.load_state_dict(tensors)
         model.calibration = calibration
         model.eval()
         return model
+
+
+class EnsembleHead(nn.Module):
+    """K heads of one shape (``config.ensemble``), trained with different seeds and saved as one
+    model. Its logit is the log-odds of the members' mean probability, so scoring, calibration
+    and every aggregate treat it like one head; ``spread`` is the members' standard deviation,
+    a measure of how much they disagree about a step.
+
+    Shape: features (B, T, D), step_mask (B, T) -> logits (B, T).
+    """
+
+    def __init__(self, config: PRMConfig):
+        super().__init__()
+        self.config = config
+        member = replace(config, ensemble=1)
+        self.members = nn.ModuleList(PRMHead(member) for _ in range(config.ensemble))
+        self.calibration = Calibration()
+
+    @classmethod
+    def from_members(cls, members: list[PRMHead]) -> "EnsembleHead":
+        ensemble = cls(replace(members[0].config, ensemble=len(members)))
+        for mine, theirs in zip(ensemble.members, members):
+            mine.load_state_dict(theirs.state_dict())
+        return ensemble.eval()
+
+    def member_probs(self, features: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
+        """Shape: (K, B, T)."""
+        return torch.stack([torch.sigmoid(m(features, step_mask)) for m in self.members])
+
+    def forward(self, features: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
+        p = self.member_probs(features, step_mask).mean(dim=0).clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)  # (B, T)
+
+    def spread(self, features: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
+        return self.member_probs(features, step_mask).std(dim=0, unbiased=False)  # (B, T)
+
+    save_pretrained = PRMHead.save_pretrained
 
 
 # config.json, format 2: {"model_type": "prmkit", "format": 2, "prmkit_version": ...,
@@ -193,7 +236,7 @@ class PRMHead(nn.Module):
 CONFIG_FORMAT = 2
 MODEL_TYPE = "prmkit"
 _HEAD_KEYS = ("input_dim", "hidden_size", "num_layers", "num_heads", "dropout", "max_steps",
-              "causal", "target", "head_type", "aux_outcome", "aux_next_step")
+              "causal", "target", "head_type", "aux_outcome", "aux_next_step", "ensemble")
 _TOP_KEYS = ("model_type", "format", "prmkit_version", "head", "embedding", "training",
              "calibration")
 _EMBEDDING_KEYS = ("config", "fingerprint", "backbone_path")
@@ -305,11 +348,18 @@ def _check_sizes(config: PRMConfig, shapes: dict[str, tuple[int, ...]], path: Pa
               "step_position.weight": (config.max_steps, config.hidden_size)}
     if config.head_type == "linear":
         checks = {"head.weight": (1, config.input_dim)}
+    prefix = "members.0." if config.ensemble > 1 else ""
+    checks = {prefix + name: shape for name, shape in checks.items()}
+    members = {k.split(".")[1] for k in shapes if k.startswith("members.")}
+    if config.ensemble > 1 and len(members) != config.ensemble:
+        raise PrmkitError(f"{path} holds {len(members)} ensemble members, the config gives "
+                          f"{config.ensemble}")
     for name, shape in checks.items():
         if shapes.get(name) != shape:
             raise PrmkitError(f"{path}: {name} has shape {shapes.get(name)}, the config gives "
                               f"{shape}")
-    layers = {k.split(".")[2] for k in shapes if k.startswith("encoder.layers.")}
+    layers = {k[len(prefix):].split(".")[2] for k in shapes
+              if k.startswith(prefix + "encoder.layers.")}
     if config.head_type == "transformer" and len(layers) != config.num_layers:
         raise PrmkitError(f"{path} holds {len(layers)} encoder layers, the config gives "
                           f"{config.num_layers}")

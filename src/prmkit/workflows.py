@@ -16,9 +16,10 @@ from prmkit.baselines import length_features, random_features
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.errors import DataError, PrmkitError
 from prmkit.metrics import first_flagged
-from prmkit.model import PRMConfig, PRMHead
+from prmkit.model import EnsembleHead, PRMConfig, PRMHead
 from prmkit.records import Location, Trajectory, read_jsonl_located
-from prmkit.scoring import PRM, HeadScorer, aggregate_all
+from prmkit.scoring import PRM, HeadScorer, aggregate_all, score_features
+from prmkit.scoring.prm import step_spread
 from prmkit.train import TrainConfig, check_out_dir, train
 from prmkit._io import atomic_open, check_output, file_lock, write_json
 
@@ -202,11 +203,15 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
         raise PrmkitError(f"{model_dir} has no saved first-error threshold (it was trained "
                           "without a validation split, or without calibration)")
     prm.cache = _cache(prm.backbone, cache_dir)
-    step_probs = prm.score_batch(trajectories, progress=progress, locations=locations)
+    features = prm.embed(trajectories, progress, locations)
+    step_probs = score_features(prm.head, features, prm.batch_size)
     scores = aggregate_all(step_probs, tuple(AGGREGATIONS))
     rows = [{"index": i, "id": record_id(trajectories[i]), "step_probs": probs,
              "scores": {name: values[i] for name, values in scores.items()}}
             for i, probs in enumerate(step_probs)]
+    if isinstance(prm.head, EnsembleHead):  # how much the members disagree, per step
+        for row, spread in zip(rows, step_spread(prm.head, features, prm.batch_size)):
+            row["step_spread"] = spread
     if flag_errors:
         for row in rows:
             row["first_error"] = first_flagged(row["step_probs"], prm.threshold)

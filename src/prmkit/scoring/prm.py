@@ -119,6 +119,18 @@ class PRM(HeadScorer):
 
 
 @torch.no_grad()
+def step_spread(head, features: list[np.ndarray], batch_size: int = 64) -> list[StepScores]:
+    """An ensemble's per-step spread (the members' standard deviation of probability)."""
+    out: list[StepScores] = []
+    for start in range(0, len(features), batch_size):
+        rows = list(range(start, min(start + batch_size, len(features))))
+        batch = collate(features, None, rows)
+        spread = head.spread(batch["features"], batch["step_mask"])  # (B, T)
+        out.extend(spread[r, :len(features[i])].tolist() for r, i in enumerate(rows))
+    return out
+
+
+@torch.no_grad()
 def score_features(head: PRMHead, features: list[np.ndarray], batch_size: int = 64) -> list[StepScores]:
     """Per-step probabilities from precomputed step embeddings, in batches, calibrated by the
     head's saved temperature."""

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from prmkit.errors import PrmkitError
 from prmkit.losses import masked_bce, next_step_loss, outcome_loss, smooth_labels, step_loss
 from prmkit.metrics import auroc
 from prmkit.batch import collate
-from prmkit.model import CONFIG_NAME, TARGETS, PRMConfig, PRMHead
+from prmkit.model import CONFIG_NAME, TARGETS, EnsembleHead, PRMConfig, PRMHead
 from prmkit.calibrate import Calibration, fit_calibration
 from prmkit.records import Label, Trajectory, check_label_kind, first_error, normalize_question
 from prmkit.train.checkpoint import (CHECKPOINT_NAME, load_checkpoint, run_fingerprint,
@@ -70,6 +71,8 @@ class TrainConfig:
     next_step_weight: float = 0.0  # beta: predict the next step's projected features
     hard_negative_rounds: int = 0  # extra rounds with confident mistakes up-weighted
     hard_negative_factor: float = 2.0
+    ensemble: int = 1  # K heads with seeds seed..seed+K-1 on one split, saved as one model
+    split_seed: int | None = None  # the validation split's seed (None: seed)
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -86,6 +89,8 @@ class TrainConfig:
                self.hard_negative_rounds) < 0 or self.hard_negative_factor < 1:
             raise ValueError("focal_gamma, outcome_weight, next_step_weight and "
                              "hard_negative_rounds must be >= 0, hard_negative_factor >= 1")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -253,8 +258,49 @@ def train(trajectories: list[Trajectory], features: list[np.ndarray], model_conf
     with file_lock(out_dir, wait=False, busy="another prmkit train is writing there"):
         check_out_dir(out_dir, overwrite)
         remove_stale_temporaries(out_dir)  # left by a run killed mid-write
+        if config.ensemble > 1:
+            return _train_ensemble(trajectories, features, model_config, config, out_dir,
+                                   progress, overwrite, keep_checkpoint)
         return _train(trajectories, features, model_config, config, out_dir, progress, overwrite,
                       keep_checkpoint)
+
+
+def _train_ensemble(trajectories, features, model_config: PRMConfig, config: TrainConfig,
+                    out_dir: Path, progress: bool, overwrite: bool,
+                    keep_checkpoint: bool) -> dict:
+    """K members, each trained (and checkpointed, so resumable) in ``out_dir/members/k`` with
+    its own seed on the same split; then joined into one ``EnsembleHead``, calibrated as one
+    head, saved in ``out_dir``, and the member folders removed."""
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    members, summaries = [], []
+    for k in range(config.ensemble):
+        folder = out_dir / "members" / str(k)
+        member = replace(config, seed=config.seed + k, split_seed=split_seed, ensemble=1,
+                         calibrate=False)
+        # members keep their checkpoints until the ensemble is saved: a killed run resumes
+        summaries.append(train(trajectories, features, model_config, member, folder,
+                               progress=progress, overwrite=overwrite, keep_checkpoint=True))
+        members.append(PRMHead.from_pretrained(folder))
+    model = EnsembleHead.from_members(members)
+    labels = [training_labels(t, config.target) for t in trajectories]
+    usable = [i for i, ls in enumerate(labels) if any(label is not None for label in ls)]
+    train_idx, val_idx = split_by_question([trajectories[i] for i in usable],
+                                           config.val_fraction, split_seed)
+    train_idx, val_idx = [usable[i] for i in train_idx], [usable[i] for i in val_idx]
+    summary = {"target": config.target, "ensemble": config.ensemble, "members": summaries,
+               "train_trajectories": len(train_idx), "val_trajectories": len(val_idx)}
+    if config.calibrate and val_idx:
+        model.calibration, summary["calibration"] = calibrate(
+            model, trajectories, features, labels, val_idx, config)
+    model.save_pretrained(out_dir, training=asdict(config))
+    if val_idx:
+        val = evaluate(model, features, labels, val_idx, config.batch_size)
+        summary.update(val_loss=val["loss"], val_step_auroc=val["step_auroc"])
+    summary["train_loss"] = evaluate(model, features, labels, train_idx, config.batch_size)["loss"]
+    write_json(out_dir / SUMMARY_NAME, summary)
+    if not keep_checkpoint:
+        shutil.rmtree(out_dir / "members")
+    return jsonable(summary)
 
 
 def read_training(directory: str | os.PathLike) -> TrainConfig | None:
@@ -294,8 +340,9 @@ def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_con
     if not usable:
         what = "step labels" if config.target == "step" else "outcomes"
         raise PrmkitError(f"no trajectory has {what} to train on")
-    train_idx, val_idx = split_by_question([trajectories[i] for i in usable],
-                                           config.val_fraction, config.seed)
+    train_idx, val_idx = split_by_question(
+        [trajectories[i] for i in usable], config.val_fraction,
+        config.seed if config.split_seed is None else config.split_seed)
     train_idx, val_idx = [usable[i] for i in train_idx], [usable[i] for i in val_idx]
 
     torch.manual_seed(config.seed)
