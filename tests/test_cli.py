@@ -284,8 +284,8 @@ def test_version_and_help_show_each_default_once_with_examples(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"prmkit {__version__}"
-    for command in (["train"], ["score"], ["embed"], ["data", "convert"], ["cache", "gc"],
-                    ["demo"]):
+    for command in (["train"], ["score"], ["eval"], ["embed"], ["data", "convert"],
+                    ["cache", "gc"], ["ablate"], ["demo"]):
         with pytest.raises(SystemExit):
             main([*command, "--help"])
         text = capsys.readouterr().out

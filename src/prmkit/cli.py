@@ -48,6 +48,9 @@ EXAMPLES = {
     "score": """examples:
   prmkit score runs/quick examples/quickstart.jsonl
   prmkit score runs/quick candidates.jsonl --out scores.jsonl --json""",
+    "eval": """examples:
+  prmkit eval runs/m processbench/ --format processbench --out runs/m-eval
+  prmkit eval runs/m test.jsonl --threshold-from dev.jsonl""",
     "embed": """examples:
   prmkit embed data.jsonl                        # fill the cache, resumable
   prmkit embed data.jsonl --layers 8 15 22 -1    # which layer serves a PRM best""",
