@@ -335,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training data (default: the demo world, 200 problems x 8)")
     p.add_argument("--test", default=None, metavar="DATA",
                    help="held-out data, with --train (pools with answers give best-of-N)")
+    p.add_argument("--data", default=None, metavar="SOURCE",
+                   help="one data set split by question instead of --train/--test, e.g. "
+                        "`--data v0 --format champ` (CHAMP's annotated solutions)")
+    p.add_argument("--test-share", type=float, default=0.25,
+                   help="with --data: share of questions held out (one problem-level split)")
     _add_format(p)
     p.add_argument("--seeds", type=int, default=5, help="seeds per variant (at least 2)")
     p.add_argument("--n", type=int, default=16, help="best-of-N at this N")
@@ -586,13 +591,16 @@ def cmd_ablate(args) -> dict:
 
     if (args.train is None) != (args.test is None):
         raise PrmkitError("give both --train and --test, or neither (the demo world)")
+    if args.data is not None and args.train is not None:
+        raise PrmkitError("give --data or --train/--test, not both")
     base = AblateConfig()
     config = _config(AblateConfig, seeds=tuple(range(args.seeds)), n=args.n,
                      variants=tuple(args.variants or VARIANTS), sizes=tuple(args.sizes),
                      train=_config(TrainConfig, **{**asdict(base.train), "epochs": args.epochs}),
                      embed=_embed_config(args))
     results = ablate(config, args.train, args.test, args.format, args.out, _cache_dir(args),
-                     progress=not args.no_progress, overwrite=args.overwrite)
+                     progress=not args.no_progress, overwrite=args.overwrite, data=args.data,
+                     test_share=args.test_share)
     if not args.json:
         print("\n".join(markdown(results)))
         print(f"wrote ablate.md and results.json to {args.out}")

@@ -20,7 +20,7 @@ from prmkit.model import EnsembleHead, PRMConfig, PRMHead
 from prmkit.records import Location, Trajectory, read_jsonl_located
 from prmkit.scoring import PRM, HeadScorer, aggregate_all, score_features
 from prmkit.scoring.prm import step_spread
-from prmkit.train import TrainConfig, check_out_dir, train
+from prmkit.train import TrainConfig, check_out_dir, split_by_question, train
 from prmkit._io import atomic_open, check_output, file_lock, write_json
 
 PathLike = str | os.PathLike
@@ -325,8 +325,10 @@ def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
 def ablate(config, train: PathLike | None = None, test: PathLike | None = None,
            format: str = "jsonl", out: PathLike | None = None,
            cache_dir: PathLike | None | bool = None, progress: bool = True,
-           overwrite: bool = False) -> dict:
-    """``prmkit ablate``: ``ablate.run_ablation`` on the demo world or on the given files; with
+           overwrite: bool = False, data: PathLike | None = None,
+           test_share: float = 0.25) -> dict:
+    """``prmkit ablate``: ``ablate.run_ablation`` on the demo world, on the given files, or on
+    one data set (``data``) split by question, ``test_share`` of the questions held out; with
     ``out``, writes ablate.md and results.json there (replaced only with ``overwrite``)."""
     import logging
 
@@ -338,6 +340,13 @@ def ablate(config, train: PathLike | None = None, test: PathLike | None = None,
             check_output(out / name, overwrite=overwrite)
     train_data = _trajectories(train, format)[0] if train is not None else None
     test_data = _trajectories(test, format)[0] if test is not None else None
+    if data is not None:
+        if not 0 < test_share < 1:
+            raise PrmkitError(f"test_share must be in (0, 1), got {test_share}")
+        records = _trajectories(data, format)[0]  # problem-level: no question on both sides
+        train_idx, test_idx = split_by_question(records, test_share, seed=0)
+        train_data = [records[i] for i in train_idx]
+        test_data = [records[i] for i in test_idx]
     results = run_ablation(config, train_data, test_data, cache_dir, progress,
                            log=logging.getLogger("prmkit").info)
     if out is not None:
