@@ -50,13 +50,31 @@ def test_evaluate_averages_splits_and_keeps_each_scorers_threshold():
     data = items()
     results = evaluate({"fixed": scorer}, {"a": data, "b": data[:2] + data[2:3]},
                        {"fixed": 0.65})
-    r = results["fixed"]
+    assert results["best_of_n"] == {}  # every question has one candidate: no pool
+    r = results["scorers"]["fixed"]
     assert r["threshold"] == 0.65
     # split a at 0.65: F1 2/3 (tests/test_metrics.py); split b (A, B, C): all right, F1 1
     assert r["splits"]["a"]["first_error_f1"] == pytest.approx(2 / 3)
     assert r["splits"]["b"]["first_error_f1"] == 1.0
     assert r["average"]["first_error_f1"] == pytest.approx((2 / 3 + 1) / 2)
     assert sum(r["reliability"]["count"]) == 7 + 5
+
+
+def test_best_of_n_by_hand():
+    from prmkit.evaluate import best_of_n
+
+    # one question, three candidates: answers 5 (right), 7, 7; min step probabilities 0.9,
+    # 0.2, 0.3. N = 3: PRM (min) picks the 0.9 one (right); majority picks 7 (wrong); the
+    # weighted majority sums 0.9 for 5 against 0.5 for 7 (right); random is right 1/3.
+    data = [Trajectory("q", ["a", "b"], outcome=o, answer=a) for o, a in
+            ((True, "5"), (False, "7"), (False, "7"))]
+    curve = best_of_n(data, {"P": [[0.95, 0.9], [0.2, 0.8], [0.9, 0.3]]}, ns=(1, 3))
+    at3 = curve["accuracy"]["3"]
+    assert curve["pools"] == 1 and curve["ns"] == [1, 3]
+    assert (at3["P (min)"]["mean"], at3["majority vote"]["mean"]) == (1.0, 0.0)
+    assert at3["P-weighted majority"]["mean"] == 1.0
+    assert at3["random"]["mean"] == pytest.approx(1 / 3)
+    assert curve["accuracy"]["1"]["P (min)"]["mean"] == pytest.approx(1 / 3)
 
 
 def test_eval_on_a_processbench_folder_with_baselines(tmp_path, small_jsonl, capsys):
@@ -84,18 +102,21 @@ def test_eval_on_a_processbench_folder_with_baselines(tmp_path, small_jsonl, cap
                   "| random-features |", "saved with each model"):
         assert words in text, text
     report = json.loads((out / "eval.json").read_text())
-    prm = report["results"]["PRM"]
+    prm = report["results"]["scorers"]["PRM"]
     assert set(prm["splits"]) == {"gsm8k", "math"}
     f1 = [prm["splits"][s]["first_error_f1"] for s in ("gsm8k", "math")]
     assert prm["average"]["first_error_f1"] == pytest.approx(sum(f1) / 2)
     assert (out / "reliability.png").stat().st_size > 1000 and (out / "eval.md").exists()
+    # each question has 3 candidates with known outcomes: best-of-N per split, N = 1 and 2
+    assert report["results"]["best_of_n"]["gsm8k"]["ns"] == [1, 2]
+    assert "## best-of-N on math: 4 questions" in (out / "eval.md").read_text()
     # a threshold chosen on a dev set, and refused when the dev set is the data itself
     assert main(["eval", str(tmp_path / "m"), str(folder / "math.jsonl"), "--format",
                  "processbench", "--cache", cache, "--threshold-from",
                  str(folder / "gsm8k.jsonl"), "--no-progress", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["threshold_source"].startswith("chosen on")
-    assert not math.isnan(report["results"]["PRM"]["threshold"])
+    assert not math.isnan(report["results"]["scorers"]["PRM"]["threshold"])
     assert main(["eval", str(tmp_path / "m"), str(folder), "--format", "processbench",
                  "--threshold-from", str(folder), "--no-progress"]) == 2
     assert "flatters" in capsys.readouterr().err

@@ -15,10 +15,13 @@ from typing import Mapping
 
 import numpy as np
 
+from prmkit.bestofn import best_of_n_curve, paired_bootstrap
+from prmkit.data.pools import group_pools
 from prmkit.metrics import (auroc, ece, first_error_f1, first_error_threshold, pearson,
                             reliability, spearman, step_f1)
 from prmkit.records import Trajectory, first_error
-from prmkit.scoring import Scorer, StepScores
+from prmkit.scoring import Scorer, StepScores, aggregate_all
+from prmkit.select import Pool
 
 Splits = Mapping[str, list[Trajectory]]
 _COUNTS = ("items", "labelled_steps", "first_error_items")
@@ -64,16 +67,48 @@ def choose_threshold(scorer: Scorer, dev: Splits) -> tuple[float, float]:
     return first_error_threshold(splits)
 
 
+def best_of_n(trajectories: list[Trajectory], probs: Mapping[str, list[StepScores]],
+              ns: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict | None:
+    """Accuracy at N (the demo's subset averaging, 95% bootstrap intervals over problems) of
+    each scorer's best candidate by its minimum step probability and of its weighted majority,
+    beside majority vote, random and the oracle; on the questions that have several candidates
+    with known outcomes. None when the data form no such pool."""
+    index = {id(t): i for i, t in enumerate(trajectories)}
+    mins = {name: aggregate_all(p, ("min",))["min"] for name, p in probs.items()}
+    pools = []
+    for group in group_pools(trajectories):
+        if len(group) < 2 or any(t.outcome is None for t in group):
+            continue
+        rows = [index[id(t)] for t in group]
+        pools.append(Pool(answers=[t.answer for t in group],
+                          correct=np.array([bool(t.outcome) for t in group]),
+                          lengths=np.array([t.num_steps for t in group]),
+                          scores={name: np.array([m[i] for i in rows])
+                                  for name, m in mins.items()}))
+    if not pools:
+        return None
+    ns = tuple(n for n in ns if n <= min(p.size for p in pools))
+    methods = {f"{name} (min)": ("prm", name) for name in probs}
+    methods.update({f"{name}-weighted majority": ("weighted_majority", name) for name in probs})
+    methods.update({"majority vote": ("majority", None), "random": ("random", None)})
+    curve = best_of_n_curve(pools, methods, ns)
+    return {"pools": len(pools), "ns": list(ns),
+            "accuracy": {str(n): paired_bootstrap({m: curve[m][n] for m in curve})
+                         for n in ns}}
+
+
 def evaluate(scorers: Mapping[str, Scorer], splits: Splits,
              thresholds: Mapping[str, float | None]) -> dict:
     """``{scorer: {"threshold", "splits": {split: metrics}, "average": metrics averaged over
-    splits, "reliability": pooled bins}}``."""
-    results = {}
+    splits, "reliability": pooled bins}}``, and under ``"best_of_n"`` per split the accuracy at
+    N where the split forms pools of candidates with known outcomes."""
+    results, scored = {}, {split: {} for split in splits}
     for name, scorer in scorers.items():
         threshold = thresholds.get(name)
         per_split, pooled_p, pooled_y = {}, [], []
         for split, trajectories in splits.items():
             probs = scorer.score_batch(trajectories)
+            scored[split][name] = probs
             per_split[split] = split_metrics(probs, trajectories, threshold)
             for ps, t in zip(probs, trajectories):
                 for v, y in zip(ps, t.labels):
@@ -84,7 +119,8 @@ def evaluate(scorers: Mapping[str, Scorer], splits: Splits,
         average = {k: _mean([m.get(k, math.nan) for m in per_split.values()]) for k in keys}
         results[name] = {"threshold": threshold, "splits": per_split, "average": average,
                          "reliability": reliability(pooled_p, pooled_y)}
-    return results
+    curves = {split: best_of_n(splits[split], scored[split]) for split in splits}
+    return {"scorers": results, "best_of_n": {s: c for s, c in curves.items() if c is not None}}
 
 
 def _cell(value: float, digits: int = 3) -> str:
@@ -93,9 +129,9 @@ def _cell(value: float, digits: int = 3) -> str:
 
 def markdown(report: dict) -> list[str]:
     """The evaluation as markdown: one table per split and the average, scorers as rows."""
-    from prmkit.report import table
+    from prmkit.report import interval, table
 
-    results = report["results"]
+    results = report["results"]["scorers"]
     splits = list(next(iter(results.values()))["splits"])
     header = ["scorer", "first-error F1", "acc. erroneous", "acc. correct", "step AUROC",
               "step F1", "ECE", "Spearman", "threshold"]
@@ -115,4 +151,11 @@ def markdown(report: dict) -> list[str]:
             f"{split}: {first['splits'][split]['items']} items, "
             f"{first['splits'][split]['first_error_items']} with a known first error")
         lines += [f"## {title}", "", *table(header, rows), ""]
+    for split, curve in report["results"]["best_of_n"].items():
+        ns = curve["ns"]
+        lines += [f"## best-of-N on {split}: {curve['pools']} questions with several candidates "
+                  "(accuracy in %, 95% interval over questions)", "",
+                  *table(["method", *(f"N={n}" for n in ns)],
+                         [[m, *(interval(curve["accuracy"][str(n)][m]) for n in ns)]
+                          for m in curve["accuracy"][str(ns[0])]]), ""]
     return lines

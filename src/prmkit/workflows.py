@@ -317,7 +317,7 @@ def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
         write_json(out / "eval.json", report)
         with atomic_open(out / "eval.md") as f:
             f.write("\n".join(markdown(report)) + "\n")
-        plot_reliability({name: r["reliability"] for name, r in results.items()},
+        plot_reliability({name: r["reliability"] for name, r in results["scorers"].items()},
                          out / "reliability.png")
     return report
 
