@@ -16,16 +16,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from prmkit.bestofn import best_of_n_curve
 from prmkit.data import synthetic
-from prmkit.data.pools import group_pools
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
-from prmkit.evaluate import split_metrics
+from prmkit.evaluate import best_of_n, split_metrics
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory, first_error, first_error_labels, normalize_question
 from prmkit.report import table
-from prmkit.scoring import HeadScorer, aggregate_all, precomputed
-from prmkit.select import Pool
+from prmkit.scoring import HeadScorer, precomputed
 from prmkit.train import TrainConfig, train
 
 # name -> TrainConfig fields; "label policy: value" and "linear head" are handled apart
@@ -102,32 +99,15 @@ def value_policy(trajectories: list[Trajectory]) -> list[Trajectory]:
     return out
 
 
-def _pools(test: list[Trajectory], probs: list[list[float]]) -> list[Pool]:
-    """Selection pools of the test data: questions with several candidates and known answers."""
-    index = {id(t): i for i, t in enumerate(test)}
-    mins = aggregate_all(probs, ("min",))["min"]
-    pools = []
-    for group in group_pools(test):
-        if len(group) < 2 or any(t.outcome is None for t in group):
-            continue
-        rows = [index[id(t)] for t in group]
-        pools.append(Pool(answers=[t.answer for t in group],
-                          correct=np.array([bool(t.outcome) for t in group]),
-                          lengths=np.array([t.num_steps for t in group]),
-                          scores={"min": np.array([mins[i] for i in rows])}))
-    return pools
-
-
 def _metrics(head: PRMHead, featurize, test: list[Trajectory], n: int) -> dict:
     scorer = HeadScorer(head, featurize)
     probs = scorer.score_batch(test)
     m = split_metrics(probs, test, scorer.threshold)
     out = {"step_auroc": m["step_auroc"], "first_error_f1": m.get("first_error_f1", math.nan),
            "ece": m["ece"], "best_of_n": math.nan}
-    pools = [p for p in _pools(test, probs) if p.size >= n]
-    if pools:
-        curve = best_of_n_curve(pools, {"PRM (min)": ("prm", "min")}, [n])
-        out["best_of_n"] = float(np.mean(curve["PRM (min)"][n]))
+    curve = best_of_n(test, {"PRM": probs}, ns=(n,))
+    if curve is not None and curve["ns"] == [n]:
+        out["best_of_n"] = curve["accuracy"][str(n)]["PRM (min)"]["mean"]
     return out
 
 
