@@ -38,6 +38,8 @@ def test_ablation_runs_every_variant_on_a_tiny_world(tmp_path):
         assert cells["step_auroc"]["mean"] == pytest.approx(
             sum(r["step_auroc"] - p["step_auroc"] for r, p in zip(runs, plain)) / 2)
     assert set(results["sizes"]) == {"0.5", "1"}
+    assert set(results["baselines"]) == {"length only", "random features"}
+    assert results["baselines"]["length only"]["step_auroc"]["n"] == 2
     # pools of 4 candidates with known outcomes: best-of-2 is measured for every run
     assert all(0 <= r["best_of_n"] <= 1 for runs in results["runs"].values() for r in runs)
     text = "\n".join(markdown(results))

@@ -18,6 +18,7 @@ import numpy as np
 
 from prmkit.data import synthetic
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
+from prmkit.baselines import length_features, random_features
 from prmkit.evaluate import best_of_n, split_metrics
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory, first_error, first_error_labels, normalize_question
@@ -140,10 +141,20 @@ def run_ablation(config: AblateConfig = AblateConfig(), train_data: list[Traject
     featurize = precomputed(test_data, test_x)
     policy_data = value_policy(train_data)
     runs: dict[str, list[dict]] = {"plain": []}
+    content_free: dict[str, list[dict]] = {}
     for seed in config.seeds:
         base = replace(config.train, seed=seed)
         runs["plain"].append(_metrics(_train_head(train_data, train_x, config.head, base),
                                       featurize, test_data, config.n))
+        # the same head on features that carry no content, to read the figures against
+        width = train_x[0].shape[1]
+        for name, (train_f, test_f) in {
+                "length only": (length_features(train_data), length_features(test_data)),
+                "random features": (random_features(train_data, width, seed),
+                                    random_features(test_data, width, seed + 1000))}.items():
+            head = _train_head(train_data, train_f, config.head, base)
+            content_free.setdefault(name, []).append(
+                _metrics(head, precomputed(test_data, test_f), test_data, config.n))
         for name in config.variants:
             data, head, tc = train_data, config.head, replace(base, **VARIANTS[name])
             if name == "label policy: every later step wrong":
@@ -156,11 +167,14 @@ def run_ablation(config: AblateConfig = AblateConfig(), train_data: list[Traject
     diffs = {name: {m: interval([r[m] - p[m] for r, p in zip(runs[name], runs["plain"])])
                     for m in METRICS} for name in runs if name != "plain"}
     plain = {m: interval([r[m] for r in runs["plain"]]) for m in METRICS}
+    baselines = {name: {m: interval([r[m] for r in rs]) for m in METRICS}
+                 for name, rs in content_free.items()}
     sizes = _size_table(config, train_data, train_x, featurize, test_data, log)
     return {"config": {"train": len(train_data), "test": len(test_data), "seeds":
                        list(config.seeds), "n": config.n, "backbone": backbone.source,
                        "features": backbone.config.features},
-            "runs": runs, "plain": plain, "differences": diffs, "sizes": sizes}
+            "runs": runs, "plain": plain, "baselines": baselines, "differences": diffs,
+            "sizes": sizes}
 
 
 def _size_table(config, train_data, train_x, featurize, test_data, log) -> dict:
@@ -199,7 +213,10 @@ def markdown(results: dict) -> list[str]:
              "best_of_n": f"best-of-{c['n']} (PRM min)"}
     lines = [f"Trained on {c['train']} trajectories, tested on {c['test']}; {len(c['seeds'])} "
              f"seeds; backbone {c['backbone']} ({c['features']}). Plain head: " +
-             ", ".join(f"{names[m]} {results['plain'][m]['mean']:.3f}" for m in METRICS) + ".",
+             ", ".join(f"{names[m]} {results['plain'][m]['mean']:.3f}" for m in METRICS) + ". " +
+             "; ".join(f"The same head on {name}: " + ", ".join(
+                 f"{names[m]} {cells[m]['mean']:.3f}" for m in METRICS)
+                 for name, cells in results["baselines"].items()) + ".",
              "", "Difference from the plain head of the same seed: mean ± sd over seeds "
              "[95% interval]. ECE: lower is better.", ""]
     lines += table(["variant", *names.values()],
