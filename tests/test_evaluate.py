@@ -75,6 +75,7 @@ def test_best_of_n_by_hand():
     assert at3["P-weighted majority"]["mean"] == 1.0
     assert at3["random"]["mean"] == pytest.approx(1 / 3)
     assert curve["accuracy"]["1"]["P (min)"]["mean"] == pytest.approx(1 / 3)
+    assert best_of_n(data, {"P": [[0.9, 0.9]] * 3}, ns=(16,)) is None  # no pool that large
 
 
 def test_eval_on_a_processbench_folder_with_baselines(tmp_path, small_jsonl, capsys):

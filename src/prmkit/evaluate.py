@@ -72,7 +72,7 @@ def best_of_n(trajectories: list[Trajectory], probs: Mapping[str, list[StepScore
     """Accuracy at N (the demo's subset averaging, 95% bootstrap intervals over problems) of
     each scorer's best candidate by its minimum step probability and of its weighted majority,
     beside majority vote, random and the oracle; on the questions that have several candidates
-    with known outcomes. None when the data form no such pool."""
+    with known outcomes. None when the data form no such pool, or none as large as an N."""
     index = {id(t): i for i, t in enumerate(trajectories)}
     mins = {name: aggregate_all(p, ("min",))["min"] for name, p in probs.items()}
     pools = []
@@ -88,6 +88,8 @@ def best_of_n(trajectories: list[Trajectory], probs: Mapping[str, list[StepScore
     if not pools:
         return None
     ns = tuple(n for n in ns if n <= min(p.size for p in pools))
+    if not ns:  # pools smaller than every N asked for
+        return None
     methods = {f"{name} (min)": ("prm", name) for name in probs}
     methods.update({f"{name}-weighted majority": ("weighted_majority", name) for name in probs})
     methods.update({"majority vote": ("majority", None), "random": ("random", None)})
