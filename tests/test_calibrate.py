@@ -41,6 +41,8 @@ def test_fit_calibration_picks_the_first_error_threshold_on_calibrated_probabili
         assert (flagged[0] if len(flagged) else -1) == e
     assert report["threshold_f1"] == 1.0 and report["threshold_splits"]["a"]["best_f1"] == 1.0
     assert report["ece_before"] >= 0 and report["calibration_steps"] == 5
+    # five steps are too few to fit a temperature on: it stays 1, and the report says why
+    assert cal.temperature == 1.0 and "fewer than 100" in report["temperature_skipped"]
 
 
 def test_calibration_survives_save_and_load(tmp_path):

@@ -25,7 +25,7 @@ except ImportError:  # Windows: no advisory locks
     fcntl = None
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
     os.umask(mask)
     return mask
@@ -44,7 +44,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         # after the write: a library writer may have replaced the file with a 0600 one of its own
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 _LOG_T_RANGE = (-4.0, 4.0)  # T in [0.018, 55]
+# Fewer labelled validation steps than this, and the temperature stays 1: fitted on the
+# quick start's 20-odd steps it came out 0.28, a sharpening that said more about those few steps
+# than about the model.
+MIN_TEMPERATURE_STEPS = 100
 
 
 def _bce(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -84,7 +88,8 @@ class Calibration:
 
 def fit_calibration(step_logits: list[np.ndarray], step_labels: list[list],
                     first_errors: list[int | None], splits: list[str]) -> tuple[Calibration, dict]:
-    """Fit the temperature on every labelled step, then the first-error threshold on the
+    """Fit the temperature on every labelled step (kept at 1 below ``MIN_TEMPERATURE_STEPS``),
+    then the first-error threshold on the
     calibrated probabilities of the items whose first error is known, averaging F1 over
     ``splits`` (one name per item: difficulty levels or sources; one split is fine).
 
@@ -97,9 +102,13 @@ def fit_calibration(step_logits: list[np.ndarray], step_labels: list[list],
                         for l, ys in zip(step_logits, step_labels)])
     y = np.array([v for ys in step_labels for v in ys if v is not None], dtype=np.float64)
     scaler = TemperatureScaler().fit(z, y)
-    report = {"temperature": scaler.temperature_, "calibration_steps": len(z),
-              "ece_before": ece(1 / (1 + np.exp(-z)), y),
-              "ece_after": ece(scaler.predict_proba(z), y)}
+    report = {"calibration_steps": len(z)}
+    if len(z) < MIN_TEMPERATURE_STEPS:
+        scaler.temperature_ = 1.0
+        report["temperature_skipped"] = (f"{len(z)} labelled validation steps, fewer than "
+                                         f"{MIN_TEMPERATURE_STEPS}")
+    report.update(temperature=scaler.temperature_, ece_before=ece(1 / (1 + np.exp(-z)), y),
+                  ece_after=ece(scaler.predict_proba(z), y))
     by_split: dict[str, tuple[list, list]] = {}
     for logits, error, split in zip(step_logits, first_errors, splits):
         if error is not None:

@@ -427,7 +427,9 @@ def cmd_train(args) -> dict:
         if summary.get("calibration"):
             c = summary["calibration"]
             threshold = c.get("threshold")
-            print(f"calibrated on the validation split: temperature {c['temperature']:.3g}, "
+            how = (f"temperature 1 ({c['temperature_skipped']})" if "temperature_skipped" in c
+                   else f"temperature {c['temperature']:.3g}")
+            print(f"calibrated on the validation split: {how}, "
                   f"ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}; first-error threshold "
                   + ("none (no item with a known first error)" if threshold is None else
                      f"{threshold:.3g} (F1 {c['threshold_f1']:.3f})"))

@@ -12,13 +12,15 @@ imported; only the GGUF file inside it is read.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from prmkit._io import file_sha256, prmkit_cache_root
+from prmkit._io import file_sha256, prmkit_cache_root, umask
 from prmkit.errors import PrmkitError
 
 
@@ -44,9 +46,16 @@ def convert_gguf(gguf_path: str | os.PathLike, cache_dir: str | os.PathLike | No
     except ImportError as e:
         raise PrmkitError(f"reading GGUF files needs the packages gguf and accelerate ({e})") \
             from None
+    from transformers.utils import logging as hf_logging
+
     folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # transformers draws its GGUF bar with plain tqdm, which its own switch does not reach:
+    # where bars are off (--no-progress), the conversion's stderr is set aside
+    quiet = contextlib.nullcontext() if hf_logging.is_progress_bar_enabled() \
+        else contextlib.redirect_stderr(io.StringIO())
+    with quiet:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model.hf_quantizer = None  # the weights are plain floats now; save them as such
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
@@ -54,6 +63,7 @@ def convert_gguf(gguf_path: str | os.PathLike, cache_dir: str | os.PathLike | No
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"{gguf_path.name}\nsha256 {file_sha256(gguf_path)}\n")
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700: others may use the backbone
         os.replace(tmp, target)  # a complete folder appears at once, or not at all
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
