@@ -283,12 +283,33 @@ def _train_ensemble(trajectories, features, model_config: PRMConfig, config: Tra
         members.append(PRMHead.from_pretrained(folder))
     model = EnsembleHead.from_members(members)
     labels = [training_labels(t, config.target) for t in trajectories]
-    usable = [i for i, ls in enumerate(labels) if any(label is not None for label in ls)]
-    train_idx, val_idx = split_by_question([trajectories[i] for i in usable],
-                                           config.val_fraction, split_seed)
-    train_idx, val_idx = [usable[i] for i in train_idx], [usable[i] for i in val_idx]
+    train_idx, val_idx = _split(trajectories, labels, config)
     summary = {"target": config.target, "ensemble": config.ensemble, "members": summaries,
                "train_trajectories": len(train_idx), "val_trajectories": len(val_idx)}
+    summary = _finish(model, trajectories, features, labels, train_idx, val_idx, config,
+                      out_dir, summary)
+    if not keep_checkpoint:
+        shutil.rmtree(out_dir / "members")
+    return summary
+
+
+def _split(trajectories, labels, config: TrainConfig) -> tuple[list[int], list[int]]:
+    """(train, validation) indices of the trajectories with something to learn, split by
+    question with ``split_seed`` (else ``seed``)."""
+    usable = [i for i, ls in enumerate(labels) if any(label is not None for label in ls)]
+    if not usable:
+        what = "step labels" if config.target == "step" else "outcomes"
+        raise PrmkitError(f"no trajectory has {what} to train on")
+    train_idx, val_idx = split_by_question(
+        [trajectories[i] for i in usable], config.val_fraction,
+        config.seed if config.split_seed is None else config.split_seed)
+    return [usable[i] for i in train_idx], [usable[i] for i in val_idx]
+
+
+def _finish(model, trajectories, features, labels, train_idx: list[int], val_idx: list[int],
+            config: TrainConfig, out_dir: Path, summary: dict) -> dict:
+    """Calibrate on validation (when asked), save the model, add the final losses to the
+    summary and write it."""
     if config.calibrate and val_idx:
         model.calibration, summary["calibration"] = calibrate(
             model, trajectories, features, labels, val_idx, config)
@@ -298,8 +319,6 @@ def _train_ensemble(trajectories, features, model_config: PRMConfig, config: Tra
         summary.update(val_loss=val["loss"], val_step_auroc=val["step_auroc"])
     summary["train_loss"] = evaluate(model, features, labels, train_idx, config.batch_size)["loss"]
     write_json(out_dir / SUMMARY_NAME, summary)
-    if not keep_checkpoint:
-        shutil.rmtree(out_dir / "members")
     return jsonable(summary)
 
 
@@ -336,14 +355,7 @@ def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_con
         weights = step_weights(labels, [[len(s) for s in t.steps] for t in trajectories],
                                config.balance, config.length_balance)
     outcomes = [t.outcome for t in trajectories]
-    usable = [i for i, ls in enumerate(labels) if any(label is not None for label in ls)]
-    if not usable:
-        what = "step labels" if config.target == "step" else "outcomes"
-        raise PrmkitError(f"no trajectory has {what} to train on")
-    train_idx, val_idx = split_by_question(
-        [trajectories[i] for i in usable], config.val_fraction,
-        config.seed if config.split_seed is None else config.split_seed)
-    train_idx, val_idx = [usable[i] for i in train_idx], [usable[i] for i in val_idx]
+    train_idx, val_idx = _split(trajectories, labels, config)
 
     torch.manual_seed(config.seed)
     model = PRMHead(model_config)
@@ -442,15 +454,8 @@ def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_con
         summary.setdefault("hard_negative_rounds", []).append(
             refine(model, features, labels, weights, outcomes, train_idx, val_idx, config,
                    round_ + 1))
-    if config.calibrate and val_idx:
-        model.calibration, summary["calibration"] = calibrate(
-            model, trajectories, features, labels, val_idx, config)
-    model.save_pretrained(out_dir, training=asdict(config))
-    if val_idx:
-        val = evaluate(model, features, labels, val_idx, config.batch_size)
-        summary.update(val_loss=val["loss"], val_step_auroc=val["step_auroc"])
-    summary["train_loss"] = evaluate(model, features, labels, train_idx, config.batch_size)["loss"]
-    write_json(out_dir / SUMMARY_NAME, summary)
+    summary = _finish(model, trajectories, features, labels, train_idx, val_idx, config, out_dir,
+                      summary)
     if not keep_checkpoint:  # its optimizer state and weight copies are of no use any more
         checkpoint_path.unlink(missing_ok=True)
-    return jsonable(summary)
+    return summary
