@@ -43,8 +43,7 @@ def split_metrics(probs: list[StepScores], trajectories: list[Trajectory],
            "ece": ece(p, y) if len(y) else math.nan, "pearson": pearson(p, y) if len(y) > 1
            else math.nan, "spearman": spearman(p, y) if len(y) > 1 else math.nan,
            "step_f1": step_f1(p, y, threshold) if threshold is not None else math.nan}
-    known = [(ps, first_error(t)) for ps, t in zip(probs, trajectories)
-             if first_error(t) is not None]
+    known = [(ps, e) for ps, e in zip(probs, map(first_error, trajectories)) if e is not None]
     out["first_error_items"] = len(known)
     if threshold is not None and known:
         fe = first_error_f1([k[0] for k in known], [k[1] for k in known], threshold)
@@ -58,8 +57,7 @@ def choose_threshold(scorer: Scorer, dev: Splits) -> tuple[float, float]:
     splits = []
     for trajectories in dev.values():
         probs = scorer.score_batch(trajectories)
-        known = [(ps, first_error(t)) for ps, t in zip(probs, trajectories)
-                 if first_error(t) is not None]
+        known = [(ps, e) for ps, e in zip(probs, map(first_error, trajectories)) if e is not None]
         if known:
             splits.append(([k[0] for k in known], [k[1] for k in known]))
     if not splits:

@@ -22,7 +22,7 @@ from prmkit.errors import PrmkitError
 from prmkit.hub import model_folder, push_to_hub
 from prmkit.records import Location, Trajectory
 from prmkit.train import read_training
-from prmkit.scoring.base import StepScores
+from prmkit.scoring.base import StepScores, score
 
 Featurize = Callable[[list[Trajectory]], list[np.ndarray]]  # -> [(num_steps, D)]
 
@@ -56,7 +56,7 @@ class HeadScorer:
 
     def score(self, question: str, steps: list[str]) -> StepScores:
         """Per-step probabilities for one solution."""
-        return self.score_batch([Trajectory(question=question, steps=list(steps))])[0]
+        return score(self, question, steps)
 
 
 class PRM(HeadScorer):
