@@ -9,7 +9,7 @@ from importlib.util import find_spec
 import pytest
 
 from prmkit.data.champ import load_champ, load_champ_pools
-from prmkit.label.outcome import judge_answer, judge_answers
+from prmkit.label.outcome import judge_answer, judge_answers, vote_answer
 from prmkit.errors import DataError
 from prmkit.records import read_jsonl, write_jsonl
 
@@ -41,8 +41,9 @@ def test_annotated_solutions_of_one_problem():
     assert wrong.meta["raw_labels"] == {"start_idx": 319, "end_idx": 469}
     assert wrong.labels == [1, 1, 1, 1, 0] + [None] * 7
     assert wrong.steps[4].startswith("If the last digit is 1, then the second-to-last digit")
-    # The summary says 29; the reference answer is 239.
-    assert wrong.answer.startswith("There are 29 valid strings of length 6")
+    # The summary says 29; the reference answer is 239. The answer majority vote counts is 29.
+    assert wrong.meta["summary"].startswith("There are 29 valid strings of length 6")
+    assert wrong.answer == "29"
     assert wrong.outcome is False
     # The second annotation found no mistake: all 16 paragraphs right, and the summary says 239.
     assert right.labels == [1] * 16 and right.outcome is True
@@ -62,6 +63,9 @@ def test_pools_of_one_problem():
     assert [t.outcome for t in candidates].count(True) == 13
     assert [t.meta["prompt"] for t in candidates if t.outcome is False] == [
         "0-Shot", "No C w/o H", "Name C w/o H"]
+    # what majority vote counts: the right answers as one, the wrong ones by what they say
+    assert [t.answer for t in candidates].count("239") == 13
+    assert [t.answer for t in candidates if t.outcome is False] == ["771", "771", "240"]
 
 
 @needs_champ
@@ -142,6 +146,19 @@ def test_bad_spans_name_the_annotation(tmp_path, start, end, message):
 ])
 def test_judge_answer(reference, answer, question, verdict):
     assert judge_answer(reference, answer, question) is verdict
+
+
+@pytest.mark.parametrize("reference, answer, question, verdict, expected", [
+    ("239", "There are 239 strings of length 6.", "strings of length 6", True, "239"),
+    ("98 values", "There are 98 such values.", None, True, "98"),          # gloss dropped
+    ("239", "There are 29 strings of length 6.", "strings of length 6", False, "29"),
+    ("239", "We get 29 or 31 strings of length 6.", "length 6", False, "29, 31"),
+    ("28800", "7,200", None, False, "7200"),                               # a plain number
+    ("x^2", "$x^3$", None, False, "x^3"),                                  # other text, normalised
+    ("239", "No idea.", None, None, None),                                 # undecided
+])
+def test_vote_answer(reference, answer, question, verdict, expected):
+    assert vote_answer(reference, answer, question, verdict) == expected
 
 
 @needs_math_verify

@@ -75,7 +75,8 @@ EXAMPLES = {
   prmkit ablate --variants "focal loss (gamma 2)" "linear head" --seeds 3""",
     "demo": """examples:
   prmkit demo                 # about 11 minutes cold on 2 cores
-  prmkit demo --quick         # about 2 minutes""",
+  prmkit demo --quick         # about 2 minutes
+  prmkit demo --data champ    # best-of-N on CHAMP's real model solutions (about 60 minutes cold)""",
 }
 
 
@@ -357,8 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "demo", "the whole loop on the built-in synthetic world: PRMs on SmolLM2 "
                  "reading steps in context and on MiniLM reading them alone, an ORM and "
                  "content-free heads; best-of-N with intervals, what each PRM catches")
-    p.add_argument("--out", default="runs/demo", help="folder for report.md, results.json, "
-                   "bestofn.png and the trained heads")
+    p.add_argument("--data", choices=("world", "champ"), default="world",
+                   help="world: the synthetic world (default); champ: CHAMP's real model "
+                        "solutions, PRM trained on the annotated solutions of other problems, "
+                        "beside an ORM and majority vote (about 60 minutes cold)")
+    p.add_argument("--out", default=None, help="folder for report.md, results.json, "
+                   "bestofn.png and the trained heads (default: runs/demo, runs/demo-champ)")
     p.add_argument("--quick", action="store_true",
                    help="the 2-minute demo: MiniLM only, each step embedded on its own, 300 "
                         "held-out pools of 64")
@@ -612,6 +617,9 @@ def cmd_ablate(args) -> dict:
 def cmd_demo(args) -> dict:
     from prmkit.demo import run_demo
 
+    if args.data == "champ":
+        return _champ_demo(args)
+    args.out = args.out or "runs/demo"
     sizes = {name: value for name, value in (
         ("train_problems", args.train_problems), ("train_pool", args.train_pool),
         ("test_problems", args.test_problems), ("test_pool", args.test_pool))
@@ -626,6 +634,27 @@ def cmd_demo(args) -> dict:
         print(results.pop("report"))
         return {}
     results.pop("report")
+    return results
+
+
+def _champ_demo(args) -> dict:
+    from prmkit.champ_bestofn import ChampConfig, run_champ
+
+    world_only = [name for name in ("quick", "train_problems", "train_pool", "test_problems",
+                                    "test_pool") if getattr(args, name) not in (None, False)]
+    if world_only:
+        raise PrmkitError(f"--{world_only[0].replace('_', '-')} is for the synthetic world, "
+                          "not --data champ")
+    try:
+        config = ChampConfig(ns=tuple(args.ns), seeds=(args.seed, args.seed + 1, args.seed + 2))
+    except ValueError as e:
+        raise PrmkitError(str(e)) from None
+    results = run_champ(args.out or "runs/demo-champ", config, args.cache,
+                        progress=not args.no_progress)
+    report = results.pop("report")
+    if not args.json:
+        print(report)
+        return {}
     return results
 
 

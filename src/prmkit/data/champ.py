@@ -33,6 +33,9 @@ Mapping onto records:
     answer is written in prose (math-verify misreads "2^(n-1)" in plain text), or when the
     judge cannot decide in time. On v0 this decides 193 of the 540 annotated solutions and
     6,306 of the 17,280 pool candidates (162 of the 270 problems have at least one).
+    ``answer``: where judged, the answer in a short form that majority vote can count ("29"
+    for "There are 29 valid strings of length 6 ..."; see ``vote_answer``), else the summary;
+    the summary itself is kept in ``meta["summary"]``.
 
 Answers are judged by ``prmkit.label.outcome`` (shared with the PRM800K adapter).
 """
@@ -44,7 +47,7 @@ from typing import Any
 
 from prmkit.data.segment import segment_spans
 from prmkit.errors import DataError, PrmkitError
-from prmkit.label.outcome import judge_answers
+from prmkit.label.outcome import judge_answers, vote_answer
 from prmkit.records import Trajectory
 
 # Prompts whose solutions are whole solutions (see the module docstring).
@@ -97,8 +100,7 @@ def load_champ(source: str = "v0", method: str = "blank", pattern: str | None = 
             pending.append(record)
     if not pending:
         raise DataError("no annotated solutions selected", path=source)
-    verdicts = _judge_records(pending, timeout_s, processes)
-    return [Trajectory(**record, outcome=verdict) for record, verdict in zip(pending, verdicts)]
+    return _judged(pending, timeout_s, processes)
 
 
 def load_champ_pools(source: str = "v0", prompts: Sequence[str] = POOL_PROMPTS,
@@ -133,19 +135,31 @@ def load_champ_pools(source: str = "v0", prompts: Sequence[str] = POOL_PROMPTS,
             pending.append(record)
     if not pending:
         raise DataError("no solutions selected", path=source)
-    verdicts = _judge_records(pending, timeout_s, processes)
     pools: dict[str, list[Trajectory]] = {}
-    for record, verdict in zip(pending, verdicts):
-        pools.setdefault(record["meta"]["problem_id"], []).append(
-            Trajectory(**record, outcome=verdict))
+    for trajectory in _judged(pending, timeout_s, processes):
+        pools.setdefault(trajectory.meta["problem_id"], []).append(trajectory)
     return pools
 
 
-def _judge_records(records: list[dict[str, Any]], timeout_s: float,
-                   processes: int | None) -> list[bool | None]:
-    return judge_answers([r["meta"]["reference_answer"] for r in records],
-                         [r["answer"] for r in records], [r["question"] for r in records],
-                         timeout_s=timeout_s, processes=processes)
+def _judged(records: list[dict[str, Any]], timeout_s: float,
+            processes: int | None) -> list[Trajectory]:
+    """The records with their summaries judged: ``outcome`` the verdict, ``answer`` the judged
+    answer in the short form majority vote counts (``vote_answer``; the summary where no
+    verdict), ``meta["summary"]`` the summary sentence."""
+    references = [r["meta"]["reference_answer"] for r in records]
+    questions = [r["question"] for r in records]
+    summaries = [r["answer"] for r in records]
+    verdicts = judge_answers(references, summaries, questions, timeout_s=timeout_s,
+                             processes=processes)
+    out = []
+    for record, reference, question, summary, verdict in zip(records, references, questions,
+                                                               summaries, verdicts):
+        answer = summary if verdict is None else vote_answer(reference, summary, question,
+                                                             verdict)
+        out.append(Trajectory(**{**record, "answer": answer,
+                                 "meta": {**record["meta"], "summary": summary}},
+                              outcome=verdict))
+    return out
 
 
 def _load_dataset(source: str):

@@ -137,12 +137,50 @@ def _quick_judge(reference: str | None, answer: str | None, question: str | None
     return _UNDECIDED
 
 
+def vote_answer(reference: str | None, answer: str | None, question: str | None,
+                verdict: bool | None) -> str | None:
+    """A judged answer in a short form that majority vote can count: equal answers, equal strings.
+
+    Every right answer (``verdict`` True) reads as the normalised reference. A wrong sentence
+    answering a numeric reference reads as the numbers it states that the question does not
+    (the ones ``judge_answer`` compared): "There are 29 valid strings of length 6." -> "29". A
+    wrong plain number reads as its value, any other wrong answer as its normalised text. None
+    when the verdict is None.
+
+    Wrong answers that differ only in wording may still read differently, which splits their
+    votes: if anything, majority vote is flattered.
+
+    >>> vote_answer("239", "There are 29 valid strings of length 6.", "strings of length 6", False)
+    '29'
+    """
+    if verdict is None or answer is None or reference is None:
+        return None
+    gloss = _NUMBER_AND_GLOSS.fullmatch(reference.strip().rstrip("."))
+    ref = _normal(gloss.group(1) if gloss else reference)
+    if verdict:
+        return ref
+    if _NUMBER.fullmatch(_normal(answer)):
+        value = _value(_normal(answer))
+        return _normal(answer) if value is None else str(value)
+    if _NUMBER.fullmatch(ref) and _is_words(answer):
+        fresh = _said_and_given(answer, question or "")[0]
+        if fresh:
+            return ", ".join(str(v) for v in dict.fromkeys(fresh))
+    return _normal(answer)
+
+
+def _said_and_given(answer: str, question: str) -> tuple[list[Fraction], list[Fraction],
+                                                          set[Fraction]]:
+    """(numbers the answer states that the question does not, all it states, the question's)."""
+    said = [v for v in map(_value, _NUMBER_IN_TEXT.findall(answer)) if v is not None]
+    given = {v for v in map(_value, _NUMBER_ANYWHERE.findall(question)) if v is not None}
+    return [v for v in said if v not in given], said, given
+
+
 def _number_in_sentence(gold: Fraction | None, answer: str, question: str) -> bool | None:
     if gold is None:
         return None
-    said = [v for v in map(_value, _NUMBER_IN_TEXT.findall(answer)) if v is not None]
-    given = {v for v in map(_value, _NUMBER_ANYWHERE.findall(question)) if v is not None}
-    fresh = [v for v in said if v not in given]
+    fresh, said, given = _said_and_given(answer, question)
     if gold in fresh:
         return True
     if gold in given and gold in said:
