@@ -57,7 +57,7 @@ class ChampConfig:
     folds: int = 5
     seeds: tuple[int, ...] = (0, 1, 2)
     min_pool: int = 16  # judged candidates a problem needs to take part
-    max_pool: int = 24  # judged candidates kept per problem (a seeded random choice)
+    max_pool: int = 20  # judged candidates kept per problem (a seeded random choice)
     ns: tuple[int, ...] = (1, 2, 4, 8, 16)
     num_subsets: int = 200
     bootstrap: int = 2000
