@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from prmkit.data import synthetic
+from prmkit.generate.solver import make_world
 from prmkit.embed import Backbone, EmbedConfig
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    world = synthetic.make_world(args.problems, args.pool, args.seed)
+    world = make_world(args.problems, args.pool, args.seed)
     data = [t for p in world for t in p.trajectories]
     base = Backbone(EmbedConfig(backbone=args.backbone))
     tokens = [base.tokenize(t.question, t.steps) for t in data]

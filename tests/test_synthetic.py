@@ -8,7 +8,6 @@ import pytest
 
 from prmkit.data.synthetic import (
     REAL_RANGES,
-    NoisySolver,
     ProblemPool,
     Problem,
     RefStep,
@@ -18,11 +17,11 @@ from prmkit.data.synthetic import (
     generate_problem,
     generate_problems,
     label_solution,
-    make_world,
     parse_step,
     parse_steps,
     pool_stats,
 )
+from prmkit.generate.solver import NoisySolver, make_world
 
 # A solver that (almost surely) never errs: no misconceptions, no checks, error log-odds pushed
 # far down by the strength.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from prmkit.data import synthetic
+from prmkit.generate.solver import make_world
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.baselines import length_features, random_features
 from prmkit.evaluate import best_of_n, split_metrics
@@ -125,9 +125,9 @@ def run_ablation(config: AblateConfig = AblateConfig(), train_data: list[Traject
     """Every variant and seed; returns per-run metrics, paired differences with intervals, and
     the size table."""
     if train_data is None:  # the demo world, held-out problems from another seed (as the demo)
-        train_world = synthetic.make_world(config.train_problems, config.train_pool, 0)
+        train_world = make_world(config.train_problems, config.train_pool, 0)
         seen = {p.problem.question for p in train_world}
-        test_world = [p for p in synthetic.make_world(config.test_problems, config.test_pool, 1)
+        test_world = [p for p in make_world(config.test_problems, config.test_pool, 1)
                       if p.problem.question not in seen]
         train_data = [t for p in train_world for t in p.trajectories]
         test_data = [t for p in test_world for t in p.trajectories]

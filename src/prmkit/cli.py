@@ -537,11 +537,12 @@ def cmd_data(args) -> dict:
                 print(f"  {question[:100]!r}")
         return {"overlap": len(found), "questions_a": n_a, "questions": found}
     from prmkit.data import synthetic
+    from prmkit.generate.solver import make_world
     from prmkit.records import write_jsonl
 
     check_output(args.out, overwrite=args.overwrite)
     config = _config(synthetic.WorldConfig, label_policy=args.label_policy)
-    world = synthetic.make_world(args.problems, args.pool, args.seed, config)
+    world = make_world(args.problems, args.pool, args.seed, config)
     n = write_jsonl(args.out, [t for p in world for t in p.trajectories])
     if not args.json:
         print(f"wrote {n} trajectories ({args.problems} problems x {args.pool}) to {args.out}")

@@ -29,6 +29,7 @@ from prmkit._io import atomic_open, write_json
 from prmkit.scoring.aggregate import AGGREGATIONS
 from prmkit.baselines import length_features, random_features
 from prmkit.data import synthetic
+from prmkit.generate.solver import make_world
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.embed.backbone import CAUSAL_FEATURES
 from prmkit.embed.surprise import NUM_SURPRISE
@@ -104,8 +105,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
 
     # 1. The world: held-out problems come from another seed, and any question that also
     #    appears in training is dropped from the held-out set.
-    train_world = synthetic.make_world(config.train_problems, config.train_pool, config.seed)
-    test_world = synthetic.make_world(config.test_problems, config.test_pool, config.seed + 1)
+    train_world = make_world(config.train_problems, config.train_pool, config.seed)
+    test_world = make_world(config.test_problems, config.test_pool, config.seed + 1)
     seen = {p.problem.question for p in train_world}
     test_world = [p for p in test_world if p.problem.question not in seen]
     train_data = [t for p in train_world for t in p.trajectories]
