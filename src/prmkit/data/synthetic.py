@@ -578,8 +578,13 @@ def _final_with(problem: Problem, m: Misconception) -> int | None:
 
 def generate_problems(n: int, seed: int, config: WorldConfig | None = None) -> list[Problem]:
     """``n`` problems; problem ``i`` depends only on (seed, i), not on ``n``."""
-    return [generate_problem(random.Random(f"prmkit-synthetic:{seed}:problem:{i}"), config,
-                             problem_id=f"synthetic-{seed}-{i}") for i in range(n)]
+    return [world_problem(seed, i, config) for i in range(n)]
+
+
+def world_problem(seed: int, i: int, config: WorldConfig | None = None) -> Problem:
+    """Problem ``i`` of the world with this seed, id ``"synthetic-SEED-I"``."""
+    return generate_problem(random.Random(f"prmkit-synthetic:{seed}:problem:{i}"), config,
+                            problem_id=f"synthetic-{seed}-{i}")
 
 
 # --- step strings --------------------------------------------------------------------------------

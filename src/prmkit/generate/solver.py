@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import math
 import random
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prmkit.data import synthetic
-from prmkit.records import Trajectory
+from prmkit.generate.base import Completion, GenerationError
+from prmkit.records import Trajectory, normalize_question
 
 
 # --- the solver ----------------------------------------------------------------------------------
@@ -261,3 +264,55 @@ def make_world(n_problems: int, pool_size: int, seed: int, config: synthetic.Wor
         rng = random.Random(f"prmkit-synthetic:{seed}:pool:{i}:{float(strength)!r}")
         pools.append(synthetic.ProblemPool(problem, solver.sample_pool(problem, pool_size, rng)))
     return pools
+
+
+class SolverGenerator:
+    """``NoisySolver`` behind the ``Generator`` interface, for questions of the demo world.
+
+    ``problems`` are the world's problems the generator may be asked about (matched by question
+    text); ``problems_for`` rebuilds them from records' ``meta["problem_id"]``. Each call draws
+    from its own generator seeded by (seed, question, prefix length), so the same call gives
+    the same continuations.
+    """
+
+    def __init__(self, problems: Iterable[synthetic.Problem], solver: NoisySolver | None = None):
+        self.solver = solver or NoisySolver()
+        self.problems = {normalize_question(p.question): p for p in problems}
+
+    def complete(self, question: str, prefix: Sequence[str], n: int,
+                 max_steps: int | None = None, seed: int = 0) -> list[Completion]:
+        problem = self.problems.get(normalize_question(question))
+        if problem is None:
+            raise GenerationError("the world's solver knows no problem with this question: "
+                                  f"{question[:80]!r}")
+        rng = random.Random(f"prmkit-solver:{seed}:{problem.id}:{len(prefix)}:{'|'.join(prefix)}")
+        if max_steps == 1:
+            return [Completion([step], step.startswith("The answer is"))
+                    for step in self.solver.next_steps(problem, list(prefix), n, rng)]
+        out = []
+        for t in self.solver.continue_from(problem, list(prefix), n, rng):
+            steps = t.steps[len(prefix):]
+            if max_steps is not None:
+                steps = steps[:max_steps]
+            out.append(Completion(steps, bool(steps) and steps[-1].startswith("The answer is")))
+        return out
+
+
+def problems_for(trajectories: Iterable[Trajectory],
+                 config: synthetic.WorldConfig | None = None) -> list[synthetic.Problem]:
+    """The world problems behind records made by ``make_world`` (``meta["problem_id"]`` is
+    ``"synthetic-SEED-I"``), rebuilt from their seeds. Raises ``ValueError`` for a record whose
+    question is not the rebuilt problem's (another world config)."""
+    out: dict[str, synthetic.Problem] = {}
+    for t in trajectories:
+        pid = t.meta.get("problem_id", "")
+        if pid in out:
+            continue
+        m = re.fullmatch(r"synthetic-(\d+)-(\d+)", str(pid))
+        if m is None:
+            raise ValueError(f"not a record of the demo world (meta.problem_id {pid!r})")
+        problem = synthetic.world_problem(int(m.group(1)), int(m.group(2)), config)
+        if normalize_question(problem.question) != normalize_question(t.question):
+            raise ValueError(f"{pid}: the question is not the one this world config makes")
+        out[pid] = problem
+    return list(out.values())

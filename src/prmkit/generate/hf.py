@@ -1,0 +1,84 @@
+"""A Hugging Face causal LM as a ``Generator``: ``model.generate`` with a step stop string.
+
+The prompt is the question and the steps so far, each followed by the separator (``prompt_of``:
+the layout the embedding pipeline reads). The ``n`` samples of one call run as one batch; for one
+step, generation stops at the separator (``stop_strings``); to the end, at EOS or
+``max_new_tokens``. The generated text is cut into steps at the separator. Prompts in a batch
+are padded on the left, so every row's new tokens start at the same position.
+
+``model`` is anything ``resolve_backbone`` takes: a short name ("smollm2": the offline SmolLM2
+from its package), a local folder, or a hub id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from prmkit.generate.base import Completion, final_answer, prompt_of, split_steps
+
+
+class HFGenerator:
+    """Continuations sampled from a causal LM.
+
+    Args:
+        model: short name, folder or hub id (see ``prmkit.embed.sources.resolve_backbone``).
+        separator: between steps.
+        max_new_tokens: per continuation; temperature: sampling temperature (0: greedy).
+        dtype: "float32" or "bfloat16".
+    """
+
+    def __init__(self, model: str = "smollm2", separator: str = "\n\n",
+                 max_new_tokens: int = 256, temperature: float = 0.7, dtype: str = "float32"):
+        self.model_name, self.separator = model, separator
+        self.max_new_tokens, self.temperature, self.dtype = max_new_tokens, temperature, dtype
+        self._model = self._tokenizer = None
+
+    def load(self) -> "HFGenerator":
+        """Load the tokenizer and weights (once); returns self."""
+        if self._model is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            from prmkit.embed.sources import resolve_backbone
+
+            path = resolve_backbone(self.model_name)
+            self._tokenizer = AutoTokenizer.from_pretrained(path)
+            self._tokenizer.padding_side = "left"
+            if self._tokenizer.pad_token is None:
+                self._tokenizer.pad_token = self._tokenizer.eos_token
+            self._model = AutoModelForCausalLM.from_pretrained(
+                path, dtype={"float32": torch.float32, "bfloat16": torch.bfloat16}[self.dtype])
+            self._model.eval()
+        return self
+
+    def complete(self, question: str, prefix: Sequence[str], n: int,
+                 max_steps: int | None = None, seed: int = 0) -> list[Completion]:
+        self.load()
+        tok = self._tokenizer
+        encoded = tok([prompt_of(question, prefix, self.separator)] * n, return_tensors="pt",
+                      padding=True)
+        options = {"max_new_tokens": self.max_new_tokens, "pad_token_id": tok.pad_token_id}
+        if self.temperature > 0:
+            options.update(do_sample=True, temperature=self.temperature, top_k=0)
+        else:
+            options.update(do_sample=False)
+        if max_steps == 1:
+            options.update(stop_strings=[self.separator], tokenizer=tok)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            output = self._model.generate(**encoded, **options)  # (n, prompt + new)
+        new = output[:, encoded["input_ids"].shape[1]:]
+        out = []
+        for row in new:
+            ids = row.tolist()
+            ended = tok.eos_token_id in ids
+            if ended:
+                ids = ids[:ids.index(tok.eos_token_id)]
+            ids = [i for i in ids if i != tok.pad_token_id]
+            steps = split_steps(tok.decode(ids, skip_special_tokens=True), self.separator)
+            if max_steps is not None:
+                steps = steps[:max_steps]
+            out.append(Completion(steps, final_answer(steps) is not None or
+                                  (ended and max_steps is None), len(ids)))
+        return out
