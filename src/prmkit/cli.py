@@ -73,6 +73,12 @@ EXAMPLES = {
   prmkit ablate                                  # the demo world, 5 seeds (~15 min)
   prmkit ablate --train train.jsonl --test test.jsonl --seeds 3
   prmkit ablate --variants "focal loss (gamma 2)" "linear head" --seeds 3""",
+    "label": """examples:
+  prmkit data synthetic --problems 50 --pool 4 --out world.jsonl
+  prmkit label world.jsonl --strategy arithmetic --out arith.jsonl
+  prmkit label world.jsonl --strategy montecarlo --k 8 --search binary --out mc.jsonl
+  prmkit label mine.jsonl --strategy montecarlo --generator http \\
+      --url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-Math-1.5B-Instruct --out mc.jsonl""",
     "demo": """examples:
   prmkit demo                 # about 11 minutes cold on 2 cores
   prmkit demo --quick         # about 2 minutes
@@ -353,6 +359,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/ablate", help="folder for ablate.md and results.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     _add_embed_args(p)
+    _add_common(p)
+
+    p = _command(sub, "label", "label steps from a cheap source: the final outcome, an "
+                 "arithmetic checker, or Monte-Carlo rollouts (resumable)")
+    p.add_argument("data", help="trajectories to label (their labels are replaced)")
+    _add_format(p)
+    p.add_argument("--out", required=True, help="labelled JSONL (written as OUT.partial, "
+                   "renamed when done; a rerun resumes from it)")
+    p.add_argument("--strategy", choices=("outcome", "arithmetic", "montecarlo"),
+                   required=True, help="outcome: every step gets the final answer's "
+                   "correctness; arithmetic: false arithmetic is the first error; montecarlo: "
+                   "completions from each prefix")
+    g = p.add_argument_group("Monte-Carlo")
+    g.add_argument("--k", type=int, default=8, help="completions per prefix")
+    g.add_argument("--estimate", choices=("hard", "soft"), default="hard",
+                   help="hard: good if any completion is right; soft: the share (a float label)")
+    g.add_argument("--search", choices=("linear", "binary"), default="linear",
+                   help="binary: find the first bad step with rollouts at ~log2(T) prefixes")
+    g.add_argument("--generator", choices=("solver", "hf", "http"), default="solver",
+                   help="solver: the demo world's noisy solver (offline, for its records); hf: a "
+                        "causal LM (--model); http: an OpenAI-compatible endpoint (--url, --model)")
+    g.add_argument("--model", default=None, help="hf: short name, folder or hub id "
+                   "(default smollm2); http: the served model's name")
+    g.add_argument("--url", default=None, help="http: the endpoint up to /v1 "
+                   "(OPENAI_API_KEY is sent when set)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     _add_common(p)
 
     p = _command(sub, "demo", "the whole loop on the built-in synthetic world: PRMs on SmolLM2 "
@@ -659,7 +692,26 @@ def _champ_demo(args) -> dict:
     return results
 
 
-COMMANDS = {"train": cmd_train, "score": cmd_score, "eval": cmd_eval, "embed": cmd_embed,
+def cmd_label(args) -> dict:
+    from prmkit.label.montecarlo import MonteCarlo
+    from prmkit.workflows import label_data
+
+    check_output(args.out, [args.data], overwrite=args.overwrite)
+    try:
+        montecarlo = MonteCarlo(k=args.k, estimate=args.estimate, search=args.search,
+                                seed=args.seed)
+    except ValueError as e:
+        raise PrmkitError(str(e)) from None
+    summary = label_data(args.data, args.out, args.strategy, args.format, args.generator,
+                         args.model, args.url, montecarlo, progress=not args.no_progress)
+    if not args.json:
+        resumed = f", {summary['resumed']} kept from an earlier run" if summary["resumed"] else ""
+        print(f"labelled {summary['records']} records ({args.strategy}{resumed}; "
+              f"{summary['rollouts']} rollouts) into {args.out}")
+    return summary
+
+
+COMMANDS = {"label": cmd_label, "train": cmd_train, "score": cmd_score, "eval": cmd_eval, "embed": cmd_embed,
             "data": cmd_data, "cache": cmd_cache, "ablate": cmd_ablate, "demo": cmd_demo}
 
 

@@ -355,3 +355,44 @@ def ablate(config, train: PathLike | None = None, test: PathLike | None = None,
         with atomic_open(out / "ablate.md") as f:
             f.write("\n".join(markdown(results)) + "\n")
     return results
+
+
+def label_data(data: PathLike, out: PathLike, strategy: str, format: str = "jsonl",
+               generator: str = "solver", model: str | None = None, url: str | None = None,
+               montecarlo=None, progress: bool = True) -> dict:
+    """``prmkit label``: ``label.job.label_records`` on a data file, with the generator named
+    by ``generator`` ("solver": the demo world's, for its records; "hf": the causal LM
+    ``model``; "http": the OpenAI-compatible endpoint ``url`` serving ``model``)."""
+    from prmkit.label.job import label_records
+    from prmkit.label.montecarlo import MonteCarlo
+
+    trajectories, _ = _trajectories(data, format)
+    made = None
+    if strategy == "montecarlo":
+        made = make_generator(generator, trajectories, model, url)
+    return label_records(trajectories, out, strategy, made, montecarlo or MonteCarlo(),
+                         progress=progress)
+
+
+def make_generator(kind: str, trajectories: list[Trajectory] | None = None,
+                   model: str | None = None, url: str | None = None):
+    """A ``Generator`` by name: "solver" (for demo-world records), "hf", "http"."""
+    if kind == "solver":
+        from prmkit.generate.solver import SolverGenerator, problems_for
+
+        try:
+            return SolverGenerator(problems_for(trajectories or []))
+        except ValueError as e:
+            raise PrmkitError(f"the world's solver continues only demo-world records ({e}); "
+                              "use --generator hf or http for other data") from None
+    if kind == "hf":
+        from prmkit.generate.hf import HFGenerator
+
+        return HFGenerator(model or "smollm2")
+    if kind == "http":
+        from prmkit.generate.openai_http import OpenAIGenerator
+
+        if not url or not model:
+            raise PrmkitError("--generator http needs --url (up to /v1) and --model")
+        return OpenAIGenerator(url, model, api_key=os.environ.get("OPENAI_API_KEY"))
+    raise PrmkitError(f"unknown generator {kind!r} (solver, hf or http)")

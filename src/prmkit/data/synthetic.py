@@ -781,6 +781,7 @@ def trajectory_of(problem: Problem, records: list[StepRecord], label_policy: str
         labels=first_error_labels(len(steps), g.first_error, label_policy),
         label_kind="correctness", outcome=final == problem.answer, answer=str(final),
         meta={"source": "synthetic", "problem_id": problem.id, "difficulty": problem.difficulty,
+              "reference_answer": str(problem.answer),
               "first_error": g.first_error, "error_steps": g.error_steps,
               "error_kinds": g.error_kinds, "error_details": g.error_details,
               "error_shared": g.error_shared, "process_correct": g.first_error < 0,

@@ -1,0 +1,141 @@
+"""``prmkit label``: write step labels from a cheap source, resumably.
+
+Strategies (each record keeps its steps; ``meta["labeling"]`` says how its labels were made):
+
+* ``outcome``: every step gets the final answer's correctness (``outcome`` where the record has
+  one, else its answer judged against ``meta["reference_answer"]``);
+* ``arithmetic``: ``label.arithmetic.check_step`` on each step, under the first-error rule: a
+  step whose arithmetic is false is the first error (0), checked steps before it are 1, steps it
+  cannot check are None;
+* ``montecarlo``: rollouts from each prefix (``label.montecarlo``).
+
+The reference answer of a record is ``meta["reference_answer"]``, or its own answer when its
+outcome is known to be right. Records are written one line at a time to ``OUT.partial`` and
+flushed; a rerun after a crash (even ``kill -9``) keeps the complete lines there, labels only
+the rest (every rollout is seeded per record), and renames the file to ``OUT`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from prmkit.generate.base import Generator, final_answer
+from prmkit.label.arithmetic import check_step
+from prmkit.label.montecarlo import MonteCarlo, label_montecarlo
+from prmkit.label.outcome import judge_answers
+from prmkit.records import Trajectory, first_error_labels, loads
+
+STRATEGIES = ("outcome", "arithmetic", "montecarlo")
+
+
+def reference_answer(t: Trajectory) -> str | None:
+    reference = t.meta.get("reference_answer")
+    if reference is not None:
+        return str(reference)
+    return t.answer if t.outcome is True else None
+
+
+def judge_for(t: Trajectory, timeout_s: float = 5.0) -> Callable[[list], list[bool | None]]:
+    """Answers -> right or wrong against the record's reference (None where unknown)."""
+    reference = reference_answer(t)
+
+    def judge(answers: list[str | None]) -> list[bool | None]:
+        if reference is None:
+            return [None] * len(answers)
+        return judge_answers([reference] * len(answers), answers, [t.question] * len(answers),
+                             timeout_s=timeout_s, processes=1)
+    return judge
+
+
+def label_outcome(t: Trajectory) -> Trajectory:
+    right = t.outcome
+    if right is None:
+        right = judge_for(t)([t.answer or final_answer(t.steps)])[0]
+    labels = [None if right is None else float(right)] * t.num_steps
+    return _with(t, labels, {"strategy": "outcome", "outcome": right}, outcome=right)
+
+
+def label_arithmetic(t: Trajectory) -> Trajectory:
+    verdicts = [check_step(step) for step in t.steps]
+    first = next((i for i, v in enumerate(verdicts) if v is False), -1)
+    labels = first_error_labels(t.num_steps, first) if first >= 0 else [1] * t.num_steps
+    labels = [label if (v is not None or i == first) else None
+              for i, (label, v) in enumerate(zip(labels, verdicts))]
+    return _with(t, labels, {"strategy": "arithmetic", "checked": verdicts})
+
+
+def _with(t: Trajectory, labels, labeling: dict, outcome=None) -> Trajectory:
+    return Trajectory(question=t.question, steps=list(t.steps), labels=list(labels),
+                      label_kind="correctness",
+                      outcome=t.outcome if outcome is None else outcome, answer=t.answer,
+                      meta={**t.meta, "labeling": labeling})
+
+
+def label_records(trajectories: list[Trajectory], out: str | os.PathLike, strategy: str,
+                  generator: Generator | None = None, montecarlo: MonteCarlo = MonteCarlo(),
+                  progress: bool = True) -> dict:
+    """Label every record into ``out`` (JSONL), resuming from ``out.partial``. Returns counts:
+    records, resumed (already in the partial file), rollouts spent, seconds."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if strategy == "montecarlo" and generator is None:
+        raise ValueError("Monte-Carlo labels need a generator")
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    done = _resume(partial, trajectories)
+    started, rollouts = time.perf_counter(), 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(trajectories), initial=done, desc=f"label ({strategy})",
+                   unit="record")
+    with open(partial, "a", encoding="utf-8") as f:
+        for i in range(done, len(trajectories)):
+            t = trajectories[i]
+            if strategy == "outcome":
+                labelled = label_outcome(t)
+            elif strategy == "arithmetic":
+                labelled = label_arithmetic(t)
+            else:
+                labelled = label_montecarlo(t, i, generator, judge_for(t), montecarlo)
+                rollouts += labelled.meta["labeling"]["rollouts"]
+            f.write(json.dumps(labelled.to_dict(), ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            if bar is not None:
+                bar.update(1)
+                seconds = time.perf_counter() - started
+                bar.set_postfix(rollouts_per_s=f"{rollouts / max(seconds, 1e-9):.1f}")
+    if bar is not None:
+        bar.close()
+    os.replace(partial, out)
+    return {"records": len(trajectories), "resumed": done, "rollouts": rollouts,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _resume(partial: Path, trajectories: list[Trajectory]) -> int:
+    """How many records ``partial`` already holds, complete and in order; anything after the
+    last complete line (a line cut by a crash) is cut off."""
+    if not partial.exists():
+        return 0
+    keep, done = 0, 0
+    with open(partial, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n") or done >= len(trajectories):
+                break
+            try:
+                record = Trajectory.from_dict(loads(raw.decode("utf-8")))
+            except Exception:  # noqa: BLE001 - a damaged line: label again from here
+                break
+            expected = trajectories[done]
+            if record.question != expected.question or record.steps != expected.steps:
+                break
+            keep += len(raw)
+            done += 1
+    with open(partial, "r+b") as f:
+        f.truncate(keep)
+    return done
