@@ -115,3 +115,38 @@ def test_cli_label_errors(tmp_path, capsys):
     assert labelled.labels == [1, None]
     assert json.loads((tmp_path / "o.jsonl").read_text())["meta"]["labeling"]["strategy"] == \
         "arithmetic"
+
+
+def test_bad_step_scores_by_hand():
+    from prmkit.label.compare import bad_step_scores, first_error_form
+
+    truth = [Trajectory(question="Q", steps=["a", "b", "c"], labels=[1, 0, None]),
+             Trajectory(question="Q", steps=["a", "b"], labels=[1, 1])]
+    source = [Trajectory(question="Q", steps=["a", "b", "c"], labels=[0, 0, 0]),
+              Trajectory(question="Q", steps=["a", "b"], labels=[None, 0.4])]
+    # truth-labelled steps: (1, 0) a false flag, (0, 0) a catch, (1, None) not flagged,
+    # (1, 0.4) a false flag; step c is not judged (the truth leaves it unlabelled)
+    scores = bad_step_scores(truth, source)
+    assert (scores["flagged"], scores["bad"]) == (3, 1)
+    assert scores["precision"] == pytest.approx(1 / 3) and scores["recall"] == 1.0
+    assert scores["f1"] == pytest.approx(2 * 1 / (2 * 1 + 2 + 0))
+    assert [t.labels for t in first_error_form(source)] == [[0, None, None], [1, 0]]
+
+
+@pytest.mark.slow
+def test_compare_runs_small(tmp_path):
+    from prmkit.embed import EmbedConfig
+    from prmkit.label.compare import SOURCES, CompareConfig, markdown, run_compare
+    from prmkit.train import TrainConfig
+
+    config = CompareConfig(train_problems=20, test_problems=10, study_problems=8, ks=(1, 4),
+                           ns=(1, 4), head={"hidden_size": 32, "num_layers": 1, "num_heads": 2},
+                           train=TrainConfig(epochs=2), bootstrap=200,
+                           embed=EmbedConfig(backbone="minilm", context="none"))
+    r = run_compare(config, cache_dir=tmp_path, progress=False)
+    assert list(r["quality"]) == list(SOURCES)
+    assert r["quality"]["true labels"]["f1"] == 1.0
+    assert r["quality"]["outcome"]["rollouts"] == 0 < r["quality"]["Monte-Carlo hard"]["rollouts"]
+    row = r["by_k"]["4"]
+    assert row["same solver, binary search"]["rollouts"] < row["same solver"]["rollouts"]
+    assert "## Monte-Carlo by k" in "\n".join(markdown(r))

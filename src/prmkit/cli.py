@@ -21,7 +21,7 @@ from prmkit.embed import EmbedConfig, describe
 from prmkit.embed.backbone import DTYPES, FEATURES, POOLINGS
 from prmkit.embed.sources import DEFAULT_BACKBONE
 from prmkit.errors import PrmkitError
-from prmkit._io import check_output, jsonable
+from prmkit._io import atomic_open, check_output, jsonable, write_json
 from prmkit.ablate import AblateConfig
 from prmkit.demo import DemoConfig
 from prmkit.train import TrainConfig
@@ -77,6 +77,7 @@ EXAMPLES = {
   prmkit data synthetic --problems 50 --pool 4 --out world.jsonl
   prmkit label world.jsonl --strategy arithmetic --out arith.jsonl
   prmkit label world.jsonl --strategy montecarlo --k 8 --search binary --out mc.jsonl
+  prmkit label --compare --out runs/labels     # every source against the truth (~10 min)
   prmkit label mine.jsonl --strategy montecarlo --generator http \\
       --url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-Math-1.5B-Instruct --out mc.jsonl""",
     "demo": """examples:
@@ -363,12 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "label", "label steps from a cheap source: the final outcome, an "
                  "arithmetic checker, or Monte-Carlo rollouts (resumable)")
-    p.add_argument("data", help="trajectories to label (their labels are replaced)")
+    p.add_argument("data", nargs="?", help="trajectories to label (their labels are replaced)")
     _add_format(p)
     p.add_argument("--out", required=True, help="labelled JSONL (written as OUT.partial, "
-                   "renamed when done; a rerun resumes from it)")
+                   "renamed when done; a rerun resumes from it); with --compare, a folder")
+    p.add_argument("--compare", action="store_true",
+                   help="on the demo world, where true labels are known: each source's F1 on "
+                        "bad steps and rollouts, Monte-Carlo by k, and a PRM trained on each "
+                        "source, best-of-N (about 10 minutes)")
     p.add_argument("--strategy", choices=("outcome", "arithmetic", "montecarlo"),
-                   required=True, help="outcome: every step gets the final answer's "
+                   help="outcome: every step gets the final answer's "
                    "correctness; arithmetic: false arithmetic is the first error; montecarlo: "
                    "completions from each prefix")
     g = p.add_argument_group("Monte-Carlo")
@@ -696,6 +701,10 @@ def cmd_label(args) -> dict:
     from prmkit.label.montecarlo import MonteCarlo
     from prmkit.workflows import label_data
 
+    if args.compare:
+        return _label_compare(args)
+    if args.data is None or args.strategy is None:
+        raise PrmkitError("give the data to label and --strategy (or --compare)")
     check_output(args.out, [args.data], overwrite=args.overwrite)
     try:
         montecarlo = MonteCarlo(k=args.k, estimate=args.estimate, search=args.search,
@@ -709,6 +718,24 @@ def cmd_label(args) -> dict:
         print(f"labelled {summary['records']} records ({args.strategy}{resumed}; "
               f"{summary['rollouts']} rollouts) into {args.out}")
     return summary
+
+
+def _label_compare(args) -> dict:
+    from prmkit.label.compare import CompareConfig, markdown, run_compare
+
+    out = check_output(args.out, folder=True)
+    for name in ("compare.md", "results.json"):
+        check_output(out / name, overwrite=args.overwrite)
+    results = run_compare(CompareConfig(k=args.k, seed=args.seed), progress=not args.no_progress)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    text = "\n".join(markdown(results)) + "\n"
+    with atomic_open(out / "compare.md") as f:
+        f.write(text)
+    if not args.json:
+        print(text)
+        return {}
+    return results
 
 
 COMMANDS = {"label": cmd_label, "train": cmd_train, "score": cmd_score, "eval": cmd_eval, "embed": cmd_embed,

@@ -9,8 +9,9 @@ the share whose final answer is right (answers judged against the reference).
 * **soft** estimation: the label is the share itself, a float in [0, 1] kept end to end
   (``label_kind="value"``).
 * **binary** search (hard): assuming a prefix that cannot reach the right answer is not rescued
-  by more steps, the first bad step is found with ``k`` rollouts at about log2(T) prefixes
-  instead of T. Labels follow the first-error rule: 1 before it, 0 at it, None after.
+  by more steps, the first bad step is found by rolling out from about log2(T) prefixes instead
+  of T, and from each only until one completion is right (at most ``k``; a hard label needs no
+  more). Labels follow the first-error rule: 1 before it, 0 at it, None after.
 
 A prefix that already ends in the final answer needs no rollout: its value is whether that
 answer is right. Rollouts of record ``i`` at prefix ``t`` are seeded by (seed, i, t), so a job
@@ -53,13 +54,22 @@ class MonteCarlo:
 
 
 def prefix_value(t: Trajectory, step: int, generator: Generator, judge: Judge, k: int,
-                 seed: int) -> tuple[float, int]:
+                 seed: int, until_right: bool = False) -> tuple[float, int]:
     """(share of ``k`` completions from ``steps[:step + 1]`` that end right, rollouts spent).
-    A prefix ending in a final answer is judged as it is, with no rollout."""
+    A prefix ending in a final answer is judged as it is, with no rollout. ``until_right``
+    draws completions one at a time and stops at the first right one (value 1: all a hard
+    label needs)."""
     prefix = t.steps[:step + 1]
     if step == t.num_steps - 1 or final_answer(prefix) is not None:
         right = judge([final_answer(prefix) or t.answer])[0]
         return float(bool(right)), 0
+    if until_right:
+        for j in range(k):
+            [c] = generator.complete(t.question, prefix, 1, max_steps=None,
+                                     seed=hash_seed(seed, j))
+            if judge([final_answer(prefix + c.steps)])[0]:
+                return 1.0, j + 1
+        return 0.0, k
     completions = generator.complete(t.question, prefix, k, max_steps=None, seed=seed)
     verdicts = judge([final_answer(prefix + c.steps) for c in completions])
     return sum(bool(v) for v in verdicts) / k, k
@@ -76,7 +86,8 @@ def label_montecarlo(t: Trajectory, index: int, generator: Generator, judge: Jud
     def value(step: int) -> float:
         nonlocal rollouts
         if values[step] is None:
-            values[step], spent = prefix_value(t, step, generator, judge, config.k, seed(step))
+            values[step], spent = prefix_value(t, step, generator, judge, config.k, seed(step),
+                                               until_right=config.search == "binary")
             rollouts += spent
         return values[step]
 
