@@ -210,3 +210,26 @@ def test_hf_generator_samples_continuations(tiny_lm):
     assert generator.complete("Tom has 3 apples.", ["3 + 4 = 7."], 3, seed=1) != out
     one = generator.complete("Tom has 3 apples.", [], 4, max_steps=1, seed=0)
     assert all(len(c.steps) <= 1 for c in one)
+
+
+@pytest.mark.slow
+def test_smollm2_writes_steps_and_judges_them_for_real():
+    """The offline SmolLM2 through the real generate loop, on 5 world problems: it solves few
+    (a 135M model), so this checks the mechanics; label quality is measured with the solver."""
+    from prmkit.generate.hf import HFGenerator
+    from prmkit.label.judge import default_template, label_judge
+
+    world = make_world(5, 1, seed=0)
+    writer = HFGenerator("smollm2", max_new_tokens=96, temperature=0.7)
+    for pool in world:
+        [solution] = writer.complete(pool.problem.question, [], 1, seed=0)
+        assert solution.steps and all(s.strip() and "\n\n" not in s for s in solution.steps)
+        assert 0 < solution.tokens <= 96
+        steps = writer.complete(pool.problem.question, [], 2, max_steps=1, seed=1)
+        assert all(len(c.steps) == 1 for c in steps)
+    judge = HFGenerator("smollm2", max_new_tokens=8, temperature=0.0)
+    t = world[0].trajectories[0]
+    labelled = label_judge(t, 0, judge, default_template())
+    replies = labelled.meta["labeling"]["replies"]
+    assert replies and all(isinstance(r, str) for r in replies)
+    assert set(labelled.meta["labeling"]["verdicts"]) <= {True, False, None}

@@ -372,11 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on the demo world, where true labels are known: each source's F1 on "
                         "bad steps and rollouts, Monte-Carlo by k, and a PRM trained on each "
                         "source, best-of-N (about 10 minutes)")
-    p.add_argument("--strategy", choices=("outcome", "arithmetic", "montecarlo"),
+    p.add_argument("--strategy", choices=("outcome", "arithmetic", "montecarlo", "judge"),
                    help="outcome: every step gets the final answer's "
                    "correctness; arithmetic: false arithmetic is the first error; montecarlo: "
-                   "completions from each prefix")
-    g = p.add_argument_group("Monte-Carlo")
+                   "completions from each prefix; judge: a model asked about each step")
+    g = p.add_argument_group("Monte-Carlo and judge")
     g.add_argument("--k", type=int, default=8, help="completions per prefix")
     g.add_argument("--estimate", choices=("hard", "soft"), default="hard",
                    help="hard: good if any completion is right; soft: the share (a float label)")
@@ -390,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--url", default=None, help="http: the endpoint up to /v1 "
                    "(OPENAI_API_KEY is sent when set)")
     g.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
+    p.add_argument("--template", default=None, help="judge: a prompt template file with "
+                   "{question}, {previous}, {step}, {number} (default: the bundled one)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     _add_common(p)
 
@@ -712,7 +714,8 @@ def cmd_label(args) -> dict:
     except ValueError as e:
         raise PrmkitError(str(e)) from None
     summary = label_data(args.data, args.out, args.strategy, args.format, args.generator,
-                         args.model, args.url, montecarlo, progress=not args.no_progress)
+                         args.model, args.url, montecarlo, args.template,
+                         progress=not args.no_progress)
     if not args.json:
         resumed = f", {summary['resumed']} kept from an earlier run" if summary["resumed"] else ""
         print(f"labelled {summary['records']} records ({args.strategy}{resumed}; "

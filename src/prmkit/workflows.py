@@ -359,19 +359,26 @@ def ablate(config, train: PathLike | None = None, test: PathLike | None = None,
 
 def label_data(data: PathLike, out: PathLike, strategy: str, format: str = "jsonl",
                generator: str = "solver", model: str | None = None, url: str | None = None,
-               montecarlo=None, progress: bool = True) -> dict:
+               montecarlo=None, template: PathLike | None = None,
+               progress: bool = True) -> dict:
     """``prmkit label``: ``label.job.label_records`` on a data file, with the generator named
     by ``generator`` ("solver": the demo world's, for its records; "hf": the causal LM
-    ``model``; "http": the OpenAI-compatible endpoint ``url`` serving ``model``)."""
+    ``model``; "http": the OpenAI-compatible endpoint ``url`` serving ``model``); the judge reads
+    its prompt from ``template`` (a file; the bundled one when None)."""
     from prmkit.label.job import label_records
     from prmkit.label.montecarlo import MonteCarlo
 
+    from prmkit.label.judge import read_template
+
+    prompt = read_template(template) if strategy == "judge" else None
     trajectories, _ = _trajectories(data, format)
     made = None
-    if strategy == "montecarlo":
+    if strategy == "judge" and generator == "solver":
+        raise PrmkitError("the judge is a language model: --generator hf or http")
+    if strategy in ("montecarlo", "judge"):
         made = make_generator(generator, trajectories, model, url)
     return label_records(trajectories, out, strategy, made, montecarlo or MonteCarlo(),
-                         progress=progress)
+                         template=prompt, progress=progress)
 
 
 def make_generator(kind: str, trajectories: list[Trajectory] | None = None,

@@ -7,7 +7,8 @@ Strategies (each record keeps its steps; ``meta["labeling"]`` says how its label
 * ``arithmetic``: ``label.arithmetic.check_step`` on each step, under the first-error rule: a
   step whose arithmetic is false is the first error (0), checked steps before it are 1, steps it
   cannot check are None;
-* ``montecarlo``: rollouts from each prefix (``label.montecarlo``).
+* ``montecarlo``: rollouts from each prefix (``label.montecarlo``);
+* ``judge``: a model asked about each step, from a prompt template (``label.judge``).
 
 The reference answer of a record is ``meta["reference_answer"]``, or its own answer when its
 outcome is known to be right. Records are written one line at a time to ``OUT.partial`` and
@@ -25,11 +26,12 @@ from pathlib import Path
 
 from prmkit.generate.base import Generator, final_answer
 from prmkit.label.arithmetic import check_step
+from prmkit.label.judge import default_template, label_judge
 from prmkit.label.montecarlo import MonteCarlo, label_montecarlo
 from prmkit.label.outcome import judge_answers
 from prmkit.records import Trajectory, first_error_labels, loads
 
-STRATEGIES = ("outcome", "arithmetic", "montecarlo")
+STRATEGIES = ("outcome", "arithmetic", "montecarlo", "judge")
 
 
 def reference_answer(t: Trajectory) -> str | None:
@@ -77,13 +79,15 @@ def _with(t: Trajectory, labels, labeling: dict, outcome=None) -> Trajectory:
 
 def label_records(trajectories: list[Trajectory], out: str | os.PathLike, strategy: str,
                   generator: Generator | None = None, montecarlo: MonteCarlo = MonteCarlo(),
-                  progress: bool = True) -> dict:
+                  template: str | None = None, progress: bool = True) -> dict:
     """Label every record into ``out`` (JSONL), resuming from ``out.partial``. Returns counts:
-    records, resumed (already in the partial file), rollouts spent, seconds."""
+    records, resumed (already in the partial file), rollouts (generator calls) spent, seconds.
+    ``template``: the judge's prompt (the default when None)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if strategy == "montecarlo" and generator is None:
-        raise ValueError("Monte-Carlo labels need a generator")
+    if strategy in ("montecarlo", "judge") and generator is None:
+        raise ValueError(f"{strategy} labels need a generator")
+    template = template or default_template()
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     done = _resume(partial, trajectories)
@@ -100,6 +104,9 @@ def label_records(trajectories: list[Trajectory], out: str | os.PathLike, strate
                 labelled = label_outcome(t)
             elif strategy == "arithmetic":
                 labelled = label_arithmetic(t)
+            elif strategy == "judge":
+                labelled = label_judge(t, i, generator, template, montecarlo.seed)
+                rollouts += len(labelled.meta["labeling"]["replies"])
             else:
                 labelled = label_montecarlo(t, i, generator, judge_for(t), montecarlo)
                 rollouts += labelled.meta["labeling"]["rollouts"]
