@@ -9,7 +9,7 @@ from importlib.util import find_spec
 import pytest
 
 from prmkit.data.champ import load_champ, load_champ_pools
-from prmkit.label.outcome import judge_answer, judge_answers, vote_answer
+from prmkit.answers import judge_answer, judge_answers, vote_answer
 from prmkit.errors import DataError
 from prmkit.records import read_jsonl, write_jsonl
 

@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from prmkit.data import synthetic
-from prmkit.generate import Completion, GenerationError, Generator, final_answer, prompt_of
+from prmkit.answers import final_answer
+from prmkit.generate import Completion, GenerationError, Generator, prompt_of
 from prmkit.generate.openai_http import OpenAIGenerator
 from prmkit.generate.solver import NoisySolver, SolverGenerator, make_world, problems_for
 

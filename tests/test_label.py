@@ -10,7 +10,9 @@ import pytest
 
 from prmkit.cli import main
 from prmkit.generate.solver import SolverGenerator, make_world, problems_for
-from prmkit.label.job import judge_for, label_arithmetic, label_outcome, label_records
+from prmkit.label.arithmetic import label_arithmetic
+from prmkit.label.job import label_records
+from prmkit.label.outcome import judge_for, label_outcome
 from prmkit.label.montecarlo import MonteCarlo, label_montecarlo
 from prmkit.records import Trajectory, read_jsonl, write_jsonl
 

@@ -37,7 +37,7 @@ Mapping onto records:
     for "There are 29 valid strings of length 6 ..."; see ``vote_answer``), else the summary;
     the summary itself is kept in ``meta["summary"]``.
 
-Answers are judged by ``prmkit.label.outcome`` (shared with the PRM800K adapter).
+Answers are judged by ``prmkit.answers`` (shared with the PRM800K adapter and the labels).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any
 
 from prmkit.data.segment import segment_spans
 from prmkit.errors import DataError, PrmkitError
-from prmkit.label.outcome import judge_answers, vote_answer
+from prmkit.answers import judge_answers, vote_answer
 from prmkit.records import Trajectory
 
 # Prompts whose solutions are whole solutions (see the module docstring).

@@ -56,7 +56,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prmkit.label.outcome import judge_answers
+from prmkit.answers import judge_answers
 from prmkit.errors import DataError
 from prmkit.records import Label, Trajectory, BadNumber
 
@@ -189,7 +189,7 @@ def judge_outcomes(trajectories: Sequence[Trajectory], timeout_s: float = 5.0,
     """Set ``outcome`` in place from ``answer`` and ``meta["reference_answer"]``.
 
     Batched so that the few answers needing math-verify share one pool of time-bounded workers
-    (see ``prmkit.label.outcome.judge_answers``); records without both stay None.
+    (see ``prmkit.answers.judge_answers``); records without both stay None.
     """
     todo = [t for t in trajectories
             if t.answer is not None and t.meta.get("reference_answer") is not None]

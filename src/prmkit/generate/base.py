@@ -13,7 +13,6 @@ OpenAI-compatible completions endpoint: vLLM, llama.cpp's server, ...).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -40,25 +39,6 @@ class Generator(Protocol):
                  max_steps: int | None = None, seed: int = 0) -> list[Completion]:
         """``n`` sampled continuations of ``prefix`` (one step, or to the end)."""
         ...
-
-
-# "The answer is 42.", "the final answer is $\boxed{42}$", "Answer: 42"
-_ANSWER = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:)\s*(.+?)\s*\.?\s*$",
-                     re.IGNORECASE)
-_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
-
-
-def final_answer(steps: Sequence[str]) -> str | None:
-    """The final answer a solution states in its last step: ``\\boxed{...}`` where present,
-    else what follows "the answer is" / "answer:"; None when the last step states none."""
-    if not steps:
-        return None
-    last = steps[-1].strip()
-    boxed = _BOXED.findall(last)
-    if boxed:
-        return boxed[-1].strip()
-    m = _ANSWER.search(last.splitlines()[-1] if last else "")
-    return m.group(1).strip().strip("$").strip() if m else None
 
 
 def split_steps(text: str, separator: str = "\n\n") -> list[str]:

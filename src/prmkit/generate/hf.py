@@ -19,7 +19,8 @@ import torch
 
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from prmkit.generate.base import Completion, final_answer, prompt_of, split_steps
+from prmkit.answers import final_answer
+from prmkit.generate.base import Completion, prompt_of, split_steps
 
 
 class HFGenerator:

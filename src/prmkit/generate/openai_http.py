@@ -22,7 +22,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from prmkit.generate.base import Completion, GenerationError, final_answer, prompt_of, split_steps
+from prmkit.answers import final_answer
+from prmkit.generate.base import Completion, GenerationError, prompt_of, split_steps
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 MAX_BODY = 16 << 20  # bytes read from one answer

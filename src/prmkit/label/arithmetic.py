@@ -33,7 +33,9 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-MAX_CHARS = 100_000
+from prmkit.records import Trajectory, first_error_labels
+
+MAX_CHARS = 20_000
 MAX_TOKENS = 2000
 MAX_DEPTH = 64
 MAX_DIGITS = 60
@@ -304,3 +306,17 @@ def check_step(text: str) -> bool | None:
     if not found:
         return None
     return all(c.holds for c in found)
+
+
+def label_arithmetic(t: Trajectory) -> Trajectory:
+    """The record labelled by ``check_step`` under the first-error rule: a step whose arithmetic
+    is false is the first error (0), checked steps before it 1, steps it cannot check None."""
+    verdicts = [check_step(step) for step in t.steps]
+    first = next((i for i, v in enumerate(verdicts) if v is False), -1)
+    labels = first_error_labels(t.num_steps, first) if first >= 0 else [1] * t.num_steps
+    labels = [label if (v is not None or i == first) else None
+              for i, (label, v) in enumerate(zip(labels, verdicts))]
+    return Trajectory(question=t.question, steps=list(t.steps), labels=list(labels),
+                      label_kind="correctness", outcome=t.outcome, answer=t.answer,
+                      meta={**t.meta, "labeling": {"strategy": "arithmetic",
+                                                   "checked": verdicts}})

@@ -27,7 +27,8 @@ import numpy as np
 from prmkit import bestofn
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.generate.solver import NoisySolver, SolverGenerator, make_world
-from prmkit.label.job import judge_for, label_arithmetic, label_outcome
+from prmkit.label.arithmetic import label_arithmetic
+from prmkit.label.outcome import judge_for, label_outcome
 from prmkit.label.montecarlo import MonteCarlo, label_montecarlo
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory, first_error_labels

@@ -1,14 +1,7 @@
 """``prmkit label``: write step labels from a cheap source, resumably.
 
-Strategies (each record keeps its steps; ``meta["labeling"]`` says how its labels were made):
-
-* ``outcome``: every step gets the final answer's correctness (``outcome`` where the record has
-  one, else its answer judged against ``meta["reference_answer"]``);
-* ``arithmetic``: ``label.arithmetic.check_step`` on each step, under the first-error rule: a
-  step whose arithmetic is false is the first error (0), checked steps before it are 1, steps it
-  cannot check are None;
-* ``montecarlo``: rollouts from each prefix (``label.montecarlo``);
-* ``judge``: a model asked about each step, from a prompt template (``label.judge``).
+Strategies, one module each (every record keeps its steps; ``meta["labeling"]`` says how its
+labels were made): ``outcome``, ``arithmetic``, ``montecarlo`` and ``judge``.
 
 The reference answer of a record is ``meta["reference_answer"]``, or its own answer when its
 outcome is known to be right. Records are written one line at a time to ``OUT.partial`` and
@@ -21,60 +14,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from prmkit.generate.base import Generator, final_answer
-from prmkit.label.arithmetic import check_step
+from prmkit.generate.base import Generator
+from prmkit.label.arithmetic import label_arithmetic
 from prmkit.label.judge import default_template, label_judge
 from prmkit.label.montecarlo import MonteCarlo, label_montecarlo
-from prmkit.label.outcome import judge_answers
-from prmkit.records import Trajectory, first_error_labels, loads
+from prmkit.label.outcome import judge_for, label_outcome
+from prmkit.records import Trajectory, loads
 
 STRATEGIES = ("outcome", "arithmetic", "montecarlo", "judge")
-
-
-def reference_answer(t: Trajectory) -> str | None:
-    reference = t.meta.get("reference_answer")
-    if reference is not None:
-        return str(reference)
-    return t.answer if t.outcome is True else None
-
-
-def judge_for(t: Trajectory, timeout_s: float = 5.0) -> Callable[[list], list[bool | None]]:
-    """Answers -> right or wrong against the record's reference (None where unknown)."""
-    reference = reference_answer(t)
-
-    def judge(answers: list[str | None]) -> list[bool | None]:
-        if reference is None:
-            return [None] * len(answers)
-        return judge_answers([reference] * len(answers), answers, [t.question] * len(answers),
-                             timeout_s=timeout_s, processes=1)
-    return judge
-
-
-def label_outcome(t: Trajectory) -> Trajectory:
-    right = t.outcome
-    if right is None:
-        right = judge_for(t)([t.answer or final_answer(t.steps)])[0]
-    labels = [None if right is None else float(right)] * t.num_steps
-    return _with(t, labels, {"strategy": "outcome", "outcome": right}, outcome=right)
-
-
-def label_arithmetic(t: Trajectory) -> Trajectory:
-    verdicts = [check_step(step) for step in t.steps]
-    first = next((i for i, v in enumerate(verdicts) if v is False), -1)
-    labels = first_error_labels(t.num_steps, first) if first >= 0 else [1] * t.num_steps
-    labels = [label if (v is not None or i == first) else None
-              for i, (label, v) in enumerate(zip(labels, verdicts))]
-    return _with(t, labels, {"strategy": "arithmetic", "checked": verdicts})
-
-
-def _with(t: Trajectory, labels, labeling: dict, outcome=None) -> Trajectory:
-    return Trajectory(question=t.question, steps=list(t.steps), labels=list(labels),
-                      label_kind="correctness",
-                      outcome=t.outcome if outcome is None else outcome, answer=t.answer,
-                      meta={**t.meta, "labeling": labeling})
 
 
 def label_records(trajectories: list[Trajectory], out: str | os.PathLike, strategy: str,

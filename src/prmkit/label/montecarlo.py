@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prmkit.generate.base import Generator, final_answer
+from prmkit.answers import final_answer
+from prmkit.generate.base import Generator
 from prmkit.records import Trajectory, first_error_labels
 
 ESTIMATES = ("hard", "soft")
