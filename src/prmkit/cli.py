@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = _command(sub, "label", "label steps from a cheap source: the final outcome, an "
-                 "arithmetic checker, or Monte-Carlo rollouts (resumable)")
+                 "arithmetic checker, Monte-Carlo rollouts or a judge model (resumable)")
     p.add_argument("data", nargs="?", help="trajectories to label (their labels are replaced)")
     _add_format(p)
     p.add_argument("--out", required=True, help="labelled JSONL (written as OUT.partial, "
