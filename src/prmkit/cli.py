@@ -687,7 +687,7 @@ def _champ_demo(args) -> dict:
         raise PrmkitError(f"--{world_only[0].replace('_', '-')} is for the synthetic world, "
                           "not --data champ")
     try:
-        config = ChampConfig(ns=tuple(args.ns), seeds=(args.seed, args.seed + 1, args.seed + 2))
+        config = ChampConfig(ns=tuple(args.ns), seeds=(args.seed,))
     except ValueError as e:
         raise PrmkitError(str(e)) from None
     results = run_champ(args.out or "runs/demo-champ", config, args.cache,
