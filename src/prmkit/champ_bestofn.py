@@ -13,8 +13,9 @@ Reads top to bottom:
    folds' problems only: the PRM on their annotated solutions; the ORM on their pool solutions'
    judged outcomes (cheap labels, so the ORM sees about ten times the PRM's solutions); two
    content-free heads (length only, random features) on the PRM's data.
-4. Each head is trained with the configured seeds (one by default); a problem's accuracy at N is averaged over them,
-   with the demo's subset averaging; 95% intervals resample problems (paired across methods).
+4. Each head is trained with the configured seeds (one by default); a problem's accuracy at N
+   is averaged over them, with the demo's subset averaging; 95% intervals resample problems
+   (paired across methods).
 5. report.md, results.json and bestofn.png.
 
 As in the demo, the verdict's methods are fixed in advance (``PRIMARY``) and the report says in
