@@ -19,6 +19,8 @@ from prmkit.generate.solver import NoisySolver, SolverGenerator, make_world, pro
     (["3 + 4 = 7.", "The answer is 7."], "7"),
     (["So the final answer is $\\boxed{\\frac{1}{2}}$."], "\\frac{1}{2}"),
     (["Answer: 12"], "12"),
+    (["So 23 - 17 = 6.\nThe answer is: 6"], "6"),                 # SmolLM2 writes "is:"
+    (["Tom has 11 left.\n#### 11"], "11"),                        # GSM8K's marker
     (["3 + 4 = 7."], None),
     ([], None),
 ])

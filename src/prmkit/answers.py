@@ -310,14 +310,15 @@ def _judge_in_workers(references: Sequence[str | None], answers: Sequence[str | 
 # --- reading the final answer a solution states ------------------------------------------------
 
 # "The answer is 42.", "the final answer is $\boxed{42}$", "Answer: 42"
-_ANSWER = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:)\s*(.+?)\s*\.?\s*$",
-                     re.IGNORECASE)
+_ANSWER = re.compile(r"(?:final answer|the answer|answer)\s*(?:is\s*:?|:)\s*(.+?)\s*\.?\s*$"
+                     r"|^####\s*(.+?)\s*$", re.IGNORECASE)
 _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 
 
 def final_answer(steps: Sequence[str]) -> str | None:
     """The final answer a solution states in its last step: ``\\boxed{...}`` where present,
-    else what follows "the answer is" / "answer:"; None when the last step states none."""
+    else what follows "the answer is" / "answer:" / "####" on its last line; None when the
+    last step states none."""
     if not steps:
         return None
     last = steps[-1].strip()
@@ -325,4 +326,4 @@ def final_answer(steps: Sequence[str]) -> str | None:
     if boxed:
         return boxed[-1].strip()
     m = _ANSWER.search(last.splitlines()[-1] if last else "")
-    return m.group(1).strip().strip("$").strip() if m else None
+    return (m.group(1) or m.group(2)).strip().strip("$").strip() if m else None
