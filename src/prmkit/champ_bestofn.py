@@ -25,7 +25,6 @@ words how they compare with majority vote and the ORM, whatever that shows.
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -42,7 +41,7 @@ from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_di
 from prmkit.metrics import auroc
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory
-from prmkit.report import curve_table, pct, plot_curves
+from prmkit.report import curve_table, log_stage, pct, plot_curves
 from prmkit.scoring import HeadScorer, aggregate_all, precomputed
 from prmkit.select import Pool
 from prmkit.train import TrainConfig, train
@@ -104,10 +103,6 @@ def problem_folds(problems: list[str], folds: int, seed: int = 0) -> list[set[st
     return [set(order[k::folds]) for k in range(folds)]
 
 
-def _log(message: str, started: float) -> None:
-    print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
 def _scores(train_data, train_x, score_data, score_x, head: dict, config: TrainConfig,
             target: str = "step") -> list[list[float]]:
     """Step probabilities of ``score_data`` from a head trained on ``train_data``."""
@@ -132,7 +127,7 @@ def run_champ(out_dir: str | Path, config: ChampConfig = ChampConfig(),
                          config.min_pool, config.max_pool)
     problems = sorted(pools)
     candidates = [t for pid in problems for t in pools[pid]]
-    _log(f"{len(annotated)} annotated solutions; {len(candidates)} judged candidates in "
+    log_stage(f"{len(annotated)} annotated solutions; {len(candidates)} judged candidates in "
          f"{len(problems)} problems with at least {config.min_pool}", started)
 
     # 2. Features, through the cache.
@@ -142,7 +137,7 @@ def run_champ(out_dir: str | Path, config: ChampConfig = ChampConfig(),
     features, embedding = embed_trajectories(annotated + candidates, backbone, cache,
                                              progress=progress)
     annotated_x, candidate_x = features[:len(annotated)], features[len(annotated):]
-    _log(f"embedded ({embedding['computed']} trajectories computed)", started)
+    log_stage(f"embedded ({embedding['computed']} trajectories computed)", started)
 
     # 3-4. Folds x seeds: every head trained on the other folds' problems.
     width = annotated_x[0].shape[1]
@@ -181,7 +176,7 @@ def run_champ(out_dir: str | Path, config: ChampConfig = ChampConfig(),
                             config.head, tc, target="outcome")
             for j, i in enumerate(rows):
                 scored["ORM"][s][i] = probs[j]
-        _log(f"fold {k + 1}/{config.folds}: {len(rows)} candidates held out, heads trained on "
+        log_stage(f"fold {k + 1}/{config.folds}: {len(rows)} candidates held out, heads trained on "
              f"{len(train_rows)} annotated and {len(orm_rows)} pool solutions", started)
 
     # Step AUROC on the held-out annotated solutions, cross-fitted, per seed.
@@ -238,7 +233,7 @@ def run_champ(out_dir: str | Path, config: ChampConfig = ChampConfig(),
                    for name in curve if name not in ("majority vote",)},
         "n_max": n_max,
     }
-    _log("best-of-N evaluated", started)
+    log_stage("best-of-N evaluated", started)
     results["seconds"] = round(time.perf_counter() - started, 1)
     text = render_report(results)
     write_json(out_dir / "results.json", results)
@@ -250,7 +245,7 @@ def run_champ(out_dir: str | Path, config: ChampConfig = ChampConfig(),
                    for name, row in results["best_of_n"].items() if name in plotted})],
                 config.ns, out_dir / "bestofn.png",
                 banded=(*PRIMARY, "majority vote", "ORM"))
-    _log(f"wrote {out_dir / 'report.md'}, results.json and bestofn.png", started)
+    log_stage(f"wrote {out_dir / 'report.md'}, results.json and bestofn.png", started)
     results["report"] = text
     return results
 
@@ -308,5 +303,6 @@ def _verdict(r: dict) -> list[str]:
     lines = [f"- At N = {n}, {name} {says(name, 'majority vote')} and {says(name, 'ORM')}."
              for name in PRIMARY]
     lines.append(f"- The ORM {says('ORM', 'majority vote')}.")
-    lines.append(f"- A head that sees only step lengths: {says('length only (min)', 'majority vote')}.")
+    lines.append("- A head that sees only step lengths: "
+                 f"{says('length only (min)', 'majority vote')}.")
     return lines

@@ -17,7 +17,6 @@ majority vote, with the paired interval of the difference.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,7 +35,7 @@ from prmkit.embed.surprise import NUM_SURPRISE
 from prmkit.metrics import auroc, flag_threshold, recall_below
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory
-from prmkit.report import curve_table, interval, pct, plot_curves, table
+from prmkit.report import curve_table, interval, log_stage, pct, plot_curves, table
 from prmkit.scoring import HeadScorer, aggregate_all, precomputed
 from prmkit.select import Pool
 from prmkit.train import TrainConfig, split_by_question, train
@@ -91,10 +90,6 @@ ALONE = "MiniLM, steps alone"
 CONTENT_FREE = ("random features", "length only")
 
 
-def _log(message: str, started: float) -> None:
-    print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
 def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
              cache_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Run the demo; write report.md, results.json and bestofn.png to ``out_dir``."""
@@ -111,7 +106,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     test_world = [p for p in test_world if p.problem.question not in seen]
     train_data = [t for p in train_world for t in p.trajectories]
     test_data = [t for p in test_world for t in p.trajectories]
-    _log(f"world: {len(train_data)} training candidates for {len(train_world)} problems, "
+    log_stage(f"world: {len(train_data)} training candidates for {len(train_world)} problems, "
          f"{len(test_data)} held-out candidates for {len(test_world)} problems", started)
 
     # 2. Step features from each backbone, through the cache. The context backbone's vectors
@@ -121,14 +116,14 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     settings[ALONE] = asdict(alone.config)
     feats, embedding[ALONE] = _embed(alone, train_data + test_data, cache_dir, progress)
     feature_sets[ALONE] = feats
-    _log(f"{ALONE}: {_describe(embedding[ALONE])}", started)
+    log_stage(f"{ALONE}: {_describe(embedding[ALONE])}", started)
     primary = ALONE
     if config.context is not None:
         backbone = Backbone(config.context)
         label = _label(backbone)
         settings[label] = asdict(backbone.config)
         feats, embedding[label] = _embed(backbone, train_data + test_data, cache_dir, progress)
-        _log(f"{label}: {_describe(embedding[label])}", started)
+        log_stage(f"{label}: {_describe(embedding[label])}", started)
         hidden = backbone.hidden_size - (NUM_SURPRISE if config.context.features != "hidden"
                                          else 0)
         slices = {"hidden": slice(0, hidden), "surprise": slice(hidden, None),
@@ -164,7 +159,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
             pairs = [(p, label) for i, probs in zip(val_idx, val_probs)
                      for p, label in zip(probs, train_data[i].labels) if label is not None]
             thresholds[name] = flag_threshold(*zip(*pairs))
-        _log(f"trained {name} head (best epoch {summaries[name]['best_epoch']})", started)
+        log_stage(f"trained {name} head (best epoch {summaries[name]['best_epoch']})", started)
 
     # 4. Step-level quality on held-out labelled steps, and what each PRM catches.
     gold = [(i, t, label) for i, traj in enumerate(test_data)
@@ -218,7 +213,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
                                         for name in curve}
             results["difficulty_buckets"] = {b: int((buckets == b).sum())
                                              for b in sorted(set(buckets))}
-    _log("best-of-N evaluated", started)
+    log_stage("best-of-N evaluated", started)
 
     results["seconds"] = round(time.perf_counter() - started, 1)
     text = render_report(results)
@@ -234,7 +229,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
                                    ("process", "Every step right"))]
     plot_curves(panels, config.ns, out_dir / "bestofn.png",
                 banded=(*PRIMARY, "majority vote", bestofn.ORACLE))
-    _log(f"wrote {out_dir / 'report.md'}, results.json and bestofn.png", started)
+    log_stage(f"wrote {out_dir / 'report.md'}, results.json and bestofn.png", started)
     results["report"] = text
     return results
 

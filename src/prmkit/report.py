@@ -96,3 +96,11 @@ def plot_reliability(tables: Mapping[str, Mapping[str, Sequence[float]]], path: 
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+
+
+def log_stage(message: str, started: float) -> None:
+    """``[  12.3s] message`` on stderr: a long job's progress, seconds since ``started``."""
+    import sys
+    import time
+
+    print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)

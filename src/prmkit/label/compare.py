@@ -17,7 +17,6 @@ A predicted bad step is a label below 0.5 (a Monte-Carlo share below 0.5 for sof
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -32,7 +31,7 @@ from prmkit.label.outcome import judge_for, label_outcome
 from prmkit.label.montecarlo import MonteCarlo, label_montecarlo
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory, first_error_labels
-from prmkit.report import curve_table, table
+from prmkit.report import curve_table, log_stage, table
 from prmkit.scoring import HeadScorer, aggregate_all, precomputed
 from prmkit.select import Pool
 from prmkit.train import TrainConfig, train
@@ -108,10 +107,6 @@ def label_with(source: str, data: list[Trajectory], generator, k: int, seed: int
     return out, sum(t.meta["labeling"]["rollouts"] for t in out)
 
 
-def _log(message: str, started: float) -> None:
-    print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
 def run_compare(config: CompareConfig = CompareConfig(), cache_dir=None,
                 progress: bool = True) -> dict:
     started = time.perf_counter()
@@ -131,7 +126,7 @@ def run_compare(config: CompareConfig = CompareConfig(), cache_dir=None,
                                                 config.seed)
         quality[source] = {**bad_step_scores(train_data, labelled[source]),
                            "rollouts": rollouts}
-    _log(f"labelled {len(train_data)} solutions with {len(SOURCES)} sources", started)
+    log_stage(f"labelled {len(train_data)} solutions with {len(SOURCES)} sources", started)
 
     # 2. Monte-Carlo by k, two rollout policies, linear and binary
     study = [t for p in train_world[:config.study_problems] for t in p.trajectories]
@@ -149,7 +144,7 @@ def run_compare(config: CompareConfig = CompareConfig(), cache_dir=None,
         row["same solver, binary search"] = {**bad_step_scores(study, out),
                                              "rollouts": rollouts}
         by_k[str(k)] = row
-    _log(f"Monte-Carlo swept over k = {list(config.ks)} on {len(study)} solutions", started)
+    log_stage(f"Monte-Carlo swept over k = {list(config.ks)} on {len(study)} solutions", started)
 
     # 3. a PRM per source, on the same features; best-of-N on held-out pools
     backbone = Backbone(config.embed)
@@ -157,7 +152,7 @@ def run_compare(config: CompareConfig = CompareConfig(), cache_dir=None,
                            backbone.source)
     features, _ = embed_trajectories(train_data + test_data, backbone, cache, progress=progress)
     train_x, test_x = features[:len(train_data)], features[len(train_data):]
-    _log(f"embedded with {backbone.source}", started)
+    log_stage(f"embedded with {backbone.source}", started)
     scores = {}
     for source in SOURCES:
         with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +161,7 @@ def run_compare(config: CompareConfig = CompareConfig(), cache_dir=None,
                   replace(config.train, seed=config.seed), tmp, progress=False)
             scorer = HeadScorer(PRMHead.from_pretrained(tmp), precomputed(test_data, test_x))
             scores[source] = aggregate_all(scorer.score_batch(test_data), ("min",))["min"]
-    _log("trained a PRM on each source", started)
+    log_stage("trained a PRM on each source", started)
     pools, start = [], 0
     for p in test_world:
         m = len(p.trajectories)
