@@ -45,13 +45,13 @@ import numpy as np
 import torch
 
 from prmkit.embed.attention import use_grouped_sdpa
-from prmkit.embed.prefix import PrefixTree, run_tree
-from prmkit.embed.rows import EmbedStats, plan_rows, run_rows
+from prmkit.embed.prefix import Continuation, Past, PrefixTree, run_continuations, run_tree
+from prmkit.embed.rows import EmbedStats, plan_batches, plan_rows, run_rows
 from prmkit.embed.sources import (BACKBONE_DEFAULTS, BACKBONES, DEFAULT_BACKBONE,
                                   resolve_backbone, tokenizer_sha256, weights_sha256)
 from prmkit.embed.surprise import NUM_SURPRISE, step_surprise, token_logprobs
 from prmkit.embed.tokens import StepTokens, special_tokens_around, tokenize_steps
-from prmkit.errors import PrmkitError
+from prmkit.errors import DataError, PrmkitError
 
 POOLINGS = ("step", "last", "prefix")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -279,13 +279,61 @@ class Backbone:
 
     def tokenize(self, question: str, steps: list[str]) -> StepTokens:
         sep = self.config.separator
-        pieces = [question + sep] + [step + sep for step in steps]
+        self._remember([question + sep] + [step + sep for step in steps])
+        return tokenize_steps(self._piece_ids.__getitem__, question, steps, sep)
+
+    def _remember(self, pieces: list[str]) -> None:
+        """Tokenize the pieces not seen yet, in one call."""
         new = [p for p in dict.fromkeys(pieces) if p not in self._piece_ids]
         if new:
             if len(self._piece_ids) > 1_000_000:
                 self._piece_ids.clear()
             self._piece_ids.update(zip(new, self.tokenizer(new, add_special_tokens=False)["input_ids"]))
-        return tokenize_steps(self._piece_ids.__getitem__, question, steps, sep)
+
+    # --- step by step: a prefix's key/value states kept, each new step costs its own tokens ----
+
+    @property
+    def incremental(self) -> bool:
+        """Whether ``begin``/``extend`` keep key/value states (else a caller re-embeds)."""
+        return self.shares_prefixes
+
+    def begin(self, question: str, stats: EmbedStats) -> Past:
+        """Run the question alone; its ``Past`` is what its steps continue from."""
+        self._check_incremental()
+        tokens = self.tokenize(question, [])
+        ids = self.prefix_ids + list(tokens.ids)
+        if len(ids) >= self.max_length:
+            raise PrmkitError(f"the question alone fills the backbone's {self.max_length} tokens")
+        return run_continuations(self, [Continuation(None, ids, [])], stats)[0][1]
+
+    def extend(self, pasts: list[Past], steps: list[str], stats: EmbedStats
+               ) -> tuple[list[np.ndarray], list[Past]]:
+        """Each step after its past, tokenized on its own with the separator (the step-end
+        contract), in forward batches: its (H,) vector and its own ``Past``. The vectors equal
+        those of a single pass over the whole solution (float rounding aside)."""
+        self._check_incremental()
+        sep = self.config.separator
+        self._remember([step + sep for step in steps])
+        ids = [self._piece_ids[step + sep] for step in steps]
+        for step, past, one in zip(steps, pasts, ids):
+            if not one:
+                raise DataError("the step produces no tokens", field="step")
+            if past.end + len(one) > self.max_length:
+                raise PrmkitError(f"a solution grows past the backbone's {self.max_length} "
+                                  "tokens: stop searching earlier (--max-depth)")
+        vectors: list[np.ndarray] = [None] * len(steps)  # type: ignore[list-item]
+        out: list[Past] = [None] * len(steps)  # type: ignore[list-item]
+        for batch in plan_batches([len(one) for one in ids], self.config.batch_tokens):
+            jobs = [Continuation(pasts[i], ids[i], [(0, len(ids[i]))]) for i in batch]
+            for i, (vector, past) in zip(batch, run_continuations(self, jobs, stats)):
+                vectors[i], out[i] = vector[0], past
+        return vectors, out
+
+    def _check_incremental(self) -> None:
+        if not self.incremental:
+            raise PrmkitError(f"{self.config.backbone} cannot continue from kept key/value "
+                              "states (it needs a causal LM read in context with full "
+                              "attention); score whole prefixes instead")
 
     # --- embedding a set of trajectories ----------------------------------------------------------
 

@@ -122,14 +122,44 @@ class PrefixTree:
         return sum(len(node.ids) for node in self.nodes)
 
 
-def ancestors(nodes: list[Node], i: int) -> list[int]:
-    """Root first, ``i``'s parent last."""
-    out = []
-    p = nodes[i].parent
-    while p >= 0:
-        out.append(p)
-        p = nodes[p].parent
-    return out[::-1]
+@dataclass(eq=False)
+class Past:
+    """What a run of tokens leaves for its continuations: its own key/value states, the final
+    state at its last token (surprise at a continuation's first token), the sum of read states up
+    to its end ("prefix" pooling), and its parent. A chain of them is the key/value state of a
+    whole prefix; a beam that holds one keeps its ancestors alive, and dropping it frees them."""
+
+    parent: "Past | None"
+    start: int  # absolute position of its first token
+    kv: torch.Tensor  # (layers run, 2, kv heads, length, head dim)
+    last_final: torch.Tensor | None  # (H,)
+    path_sum: np.ndarray | None  # (H_read,) float64
+
+    @property
+    def end(self) -> int:
+        return self.start + self.kv.shape[3]
+
+    def chain(self) -> list["Past"]:
+        """Root first, itself last."""
+        out, past = [], self
+        while past is not None:
+            out.append(past)
+            past = past.parent
+        return out[::-1]
+
+
+@dataclass
+class Continuation:
+    """Tokens to run after ``parent`` (None: from scratch), with step spans in local
+    coordinates."""
+
+    parent: Past | None
+    ids: list[int]
+    spans: list[tuple[int, int]]
+
+    @property
+    def start(self) -> int:
+        return self.parent.end if self.parent is not None else 0
 
 
 def run_tree(backbone, tree: PrefixTree, stats, on_batch: Callable | None = None
@@ -143,81 +173,95 @@ def run_tree(backbone, tree: PrefixTree, stats, on_batch: Callable | None = None
     """
     nodes = tree.nodes
     has_children = {node.parent for node in nodes}
-    kv: dict[int, torch.Tensor] = {}  # node -> (layers, 2, kv heads, len, head dim)
-    last_final: dict[int, torch.Tensor] = {}  # node -> (H,) final state at its last token
-    path_sum: dict[int, np.ndarray] = {}  # node -> (H_read,) float64 sum of states to its end
+    pasts: dict[int, Past] = {}
     out: list[np.ndarray] = [np.zeros((0, backbone.hidden_size), np.float32)] * len(nodes)
     for level in tree.levels:
         for batch in plan_batches([len(nodes[i].ids) for i in level],
                                   backbone.config.batch_tokens):
             rows = [level[j] for j in batch]
-            ids, mask = pad([nodes[i].ids for i in rows], backbone.pad_id)  # (B, L)
-            starts = torch.tensor([nodes[i].start for i in rows])
-            positions = starts[:, None] + torch.arange(ids.shape[1])[None, :]  # (B, L)
-            cache, past_mask = _past(nodes, rows, kv)
-            width = 0
-            if past_mask is not None:
-                width = past_mask.shape[1]
-                mask = torch.cat([past_mask, mask], dim=1)  # (B, P_max + L)
-            read, final = backbone.run(ids, mask, positions, cache)
-            states, targets, sizes = [], [], []  # surprise: one LM-head call for the batch
-            for r, i in enumerate(rows):
-                node, n = nodes[i], len(nodes[i].ids)
-                if i in has_children:
-                    kv[i] = torch.stack([torch.stack([layer.keys[r, :, width:width + n],
-                                                      layer.values[r, :, width:width + n]])
-                                         for layer in cache.layers])
-                    if final is not None:
-                        last_final[i] = final[r, n - 1]
-                if final is not None:
-                    # the state before token j predicts it: the parent's last for j = 0
-                    before = final[r, :n - 1]
-                    if node.parent >= 0:
-                        before = torch.cat([last_final[node.parent][None], before])
-                    else:
-                        before = torch.cat([before[:1], before])  # j = 0 is never a step's
-                    for s, e in node.spans:
-                        states.append(before[s:e])
-                        targets.append(ids[r, s:e])
-                        sizes.append(e - s)
-            tokens = backbone.token_logprobs(states, targets, sizes) if final is not None else None
-            k = 0
-            for r, i in enumerate(rows):
-                node, n = nodes[i], len(nodes[i].ids)
-                base = path_sum.get(node.parent) if read is not None else None
-                row_read = read[r, :n] if read is not None else None
-                out[i] = backbone.step_vectors(
-                    row_read, node.spans, base, node.start,
-                    tokens[k:k + len(node.spans)] if tokens is not None else None)
-                k += len(node.spans)
-                if read is not None and i in has_children:
-                    own = row_read.double().sum(0).numpy()
-                    path_sum[i] = own if base is None else base + own
-            stats.forward_batches += 1
-            stats.rows += len(rows)
-            real = sum(len(nodes[i].ids) for i in rows)
-            stats.real_tokens += real
-            stats.padded_tokens += len(rows) * ids.shape[1]
+            jobs = [Continuation(pasts[nodes[i].parent] if nodes[i].parent >= 0 else None,
+                                 nodes[i].ids, nodes[i].spans) for i in rows]
+            done = run_continuations(backbone, jobs, stats, keep=[i in has_children for i in rows])
+            for i, (vectors, past) in zip(rows, done):
+                out[i] = vectors
+                if past is not None:
+                    pasts[i] = past
             if on_batch is not None:
-                on_batch(sum(len(nodes[i].spans) for i in rows), real)
+                on_batch(sum(len(nodes[i].spans) for i in rows),
+                         sum(len(nodes[i].ids) for i in rows))
     return out
 
 
-def _past(nodes: list[Node], rows: list[int], kv: dict[int, torch.Tensor]):
+def run_continuations(backbone, jobs: list[Continuation], stats, keep: list[bool] | None = None
+                      ) -> list[tuple[np.ndarray, Past | None]]:
+    """One forward batch: each job's step vectors, (len(spans), H) float32, and its ``Past``
+    for continuations (None where ``keep`` is False). The jobs' pasts may differ in length."""
+    keep = keep if keep is not None else [True] * len(jobs)
+    ids, mask = pad([job.ids for job in jobs], backbone.pad_id)  # (B, L)
+    starts = torch.tensor([job.start for job in jobs])
+    positions = starts[:, None] + torch.arange(ids.shape[1])[None, :]  # (B, L)
+    cache, past_mask = _past(jobs)
+    width = 0
+    if past_mask is not None:
+        width = past_mask.shape[1]
+        mask = torch.cat([past_mask, mask], dim=1)  # (B, P_max + L)
+    read, final = backbone.run(ids, mask, positions, cache)
+    states, targets, sizes = [], [], []  # surprise: one LM-head call for the batch
+    if final is not None:
+        for r, job in enumerate(jobs):
+            # the state before token j predicts it: the parent's last for j = 0
+            before = final[r, :len(job.ids) - 1]
+            if job.parent is not None:
+                before = torch.cat([job.parent.last_final[None], before])
+            else:
+                before = torch.cat([before[:1], before])  # j = 0 is never a step's
+            for s, e in job.spans:
+                states.append(before[s:e])
+                targets.append(ids[r, s:e])
+                sizes.append(e - s)
+    tokens = backbone.token_logprobs(states, targets, sizes) if final is not None else None
+    out, k = [], 0
+    for r, job in enumerate(jobs):
+        n = len(job.ids)
+        base = job.parent.path_sum if job.parent is not None and read is not None else None
+        row_read = read[r, :n] if read is not None else None
+        vectors = backbone.step_vectors(
+            row_read, job.spans, base, job.start,
+            tokens[k:k + len(job.spans)] if tokens is not None else None)
+        k += len(job.spans)
+        past = None
+        if keep[r]:
+            kv = torch.stack([torch.stack([layer.keys[r, :, width:width + n],
+                                           layer.values[r, :, width:width + n]])
+                              for layer in cache.layers])
+            path_sum = None
+            if read is not None:
+                own = row_read.double().sum(0).numpy()
+                path_sum = own if base is None else base + own
+            past = Past(job.parent, job.start, kv,
+                        final[r, n - 1] if final is not None else None, path_sum)
+        out.append((vectors, past))
+    stats.forward_batches += 1
+    stats.rows += len(jobs)
+    stats.real_tokens += sum(len(job.ids) for job in jobs)
+    stats.padded_tokens += len(jobs) * ids.shape[1]
+    return out
+
+
+def _past(jobs: list[Continuation]):
     """A cache holding each row's ancestors' key/value states side by side, right-padded, and the
-    (B, P_max) mask of its real positions; an empty cache and None for roots."""
+    (B, P_max) mask of its real positions; an empty cache and None when no row has a past."""
     from transformers import DynamicCache
 
-    if nodes[rows[0]].parent < 0:  # a level holds roots only, or no root
-        return DynamicCache(), None
-    lengths = [nodes[i].start for i in rows]  # a node's past is everything before its start
+    lengths = [job.start for job in jobs]  # a row's past is everything before its start
     width = max(lengths)
-    sample = kv[nodes[rows[0]].parent]
+    if width == 0:
+        return DynamicCache(), None
+    sample = next(job.parent.kv for job in jobs if job.parent is not None)
     layers, _, heads, _, dim = sample.shape
-    past = torch.zeros(layers, 2, len(rows), heads, width, dim, dtype=sample.dtype)
-    for r, i in enumerate(rows):
-        for a in ancestors(nodes, i):
-            seg = kv[a]
-            past[:, :, r, :, nodes[a].start:nodes[a].start + seg.shape[3]] = seg
+    past = torch.zeros(layers, 2, len(jobs), heads, width, dim, dtype=sample.dtype)
+    for r, job in enumerate(jobs):
+        for a in job.parent.chain() if job.parent is not None else []:
+            past[:, :, r, :, a.start:a.end] = a.kv
     mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
     return DynamicCache([(past[k, 0], past[k, 1]) for k in range(layers)]), mask

@@ -9,20 +9,30 @@ reading the steps (text → step embeddings, through the cache). Content-free ba
 from __future__ import annotations
 
 import os
-from dataclasses import replace
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from prmkit.batch import collate
-from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, embed_trajectories
+from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, EmbedStats, embed_trajectories
+from prmkit.embed.cache import to_fp16
+from prmkit.embed.prefix import Past
 from prmkit.model import PRMHead, read_config
 from prmkit.errors import PrmkitError
 from prmkit.hub import model_folder, push_to_hub
 from prmkit.records import Location, Trajectory
 from prmkit.train import read_training
-from prmkit.scoring.base import StepScores, score
+from prmkit.scoring.base import Partial, StepScores, rescore, score
+
+@dataclass(frozen=True)
+class _Kept:
+    """What ``PRM.extend`` continues from: the prefix's key/value states and step vectors."""
+
+    past: Past
+    features: np.ndarray  # (T, D) float16
+
 
 Featurize = Callable[[list[Trajectory]], list[np.ndarray]]  # -> [(num_steps, D)]
 
@@ -67,6 +77,7 @@ class PRM(HeadScorer):
         super().__init__(head, self.embed, batch_size)
         self.backbone, self.cache = backbone, cache
         self.last_embed_report: dict | None = None
+        self.incremental_stats = EmbedStats()  # the work ``begin`` and ``extend`` did
 
     def embed(self, trajectories: list[Trajectory], progress: bool = False,
               locations: list[Location] | None = None) -> list[np.ndarray]:
@@ -75,6 +86,34 @@ class PRM(HeadScorer):
         features, self.last_embed_report = embed_trajectories(
             trajectories, self.backbone, self.cache, progress=progress, locations=locations)
         return features
+
+    # --- step by step (search): each prefix's key/value states kept, a step costs its tokens --
+
+    def begin(self, question: str) -> Partial:
+        """The empty solution; on a causal backbone read in context, the question runs once here
+        and every step ``extend`` adds continues from it."""
+        if not self.backbone.incremental:
+            return Partial(question, (), ())
+        past = self.backbone.begin(question, self.incremental_stats)
+        return Partial(question, (), (), _Kept(past, np.zeros((0, self.backbone.hidden_size),
+                                                              np.float16)))
+
+    def extend(self, partials: Sequence[Partial], steps: Sequence[str]) -> list[Partial]:
+        """Each partial solution with one more step. The backbone runs only the new step's
+        tokens after the kept states; the head (small) re-reads the step vectors so far, so
+        with its causal attention every probability equals scoring the whole solution."""
+        if not partials:
+            return []
+        if any(p.state is None for p in partials):
+            return rescore(self, partials, steps)
+        vectors, pasts = self.backbone.extend([p.state.past for p in partials], list(steps),
+                                              self.incremental_stats)
+        # float16, as the pipeline stores every step vector: the head reads what it trained on
+        features = [np.concatenate([p.state.features, to_fp16(v[None])])
+                    for p, v in zip(partials, vectors)]
+        probs = score_features(self.head, features, self.batch_size)
+        return [Partial(p.question, (*p.steps, step), tuple(pr), _Kept(past, f))
+                for p, step, pr, past, f in zip(partials, steps, probs, pasts, features)]
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
