@@ -109,6 +109,7 @@ class SearchResult:
     generated_tokens: int
     generated_steps: int
     meta: dict = field(default_factory=dict)
+    scored_tokens: int = 0  # of the steps scored (duplicates pruned first), counted alike
 
     @property
     def answer(self) -> str | None:
@@ -125,7 +126,7 @@ class _Budget:
 
     def __init__(self, count_tokens: Callable[[str], int], separator: str):
         self.count, self.separator = count_tokens, separator
-        self.tokens = self.steps = 0
+        self.tokens = self.steps = self.scored = 0
 
     def add(self, completions: Sequence[Completion]) -> None:
         for c in completions:
@@ -164,6 +165,7 @@ def beam_search(question: str, scorer: Scorer, generator: Generator,
                 news.append(c)
         if not steps:
             break
+        budget.scored += sum(budget.count(step + separator) for step in steps)
         scored = extend(scorer, [beam.partial for beam in parents], steps)
         candidates = []
         for beam, c, partial in zip(parents, news, scored):
@@ -179,7 +181,8 @@ def beam_search(question: str, scorer: Scorer, generator: Generator,
             break
     finished.extend(beams)  # still open at max_depth: finished without an answer
     chosen = max(finished, key=lambda beam: beam.per_step, default=None)
-    return SearchResult(question, chosen, finished, budget.tokens, budget.steps)
+    return SearchResult(question, chosen, finished, budget.tokens, budget.steps,
+                        scored_tokens=budget.scored)
 
 
 def dvts(question: str, scorer: Scorer, generator: Generator,
@@ -194,7 +197,8 @@ def dvts(question: str, scorer: Scorer, generator: Generator,
     finished = [beam for run in runs for beam in run.finished]
     chosen = max(finished, key=lambda beam: beam.per_step, default=None)
     return SearchResult(question, chosen, finished, sum(r.generated_tokens for r in runs),
-                        sum(r.generated_steps for r in runs), {"subtrees": len(runs)})
+                        sum(r.generated_steps for r in runs), {"subtrees": len(runs)},
+                        sum(r.scored_tokens for r in runs))
 
 
 def best_of_n(question: str, scorer: Scorer, generator: Generator,

@@ -1,0 +1,162 @@
+"""Beam search, DVTS and best-of-N side by side at one generator budget, on the demo world.
+
+``compare_searches`` runs every method on the same held-out world problems with the world's
+noisy solver as the generator and a PRM as the scorer, and reports per method: final-answer
+accuracy and process-correctness (every step of the chosen solution right, graded by the world)
+with 95% intervals over problems, the paired difference from majority vote, and the generated
+tokens per problem. Majority vote, PRM-weighted majority and the one-sample baseline are read
+from best-of-N's own samples, so the voting methods and the PRM pick see the same N solutions.
+Ties in a vote count as the expected accuracy over uniform tie-breaking (``select.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from prmkit import bestofn
+from prmkit.data import synthetic
+from prmkit.generate.solver import SolverGenerator
+from prmkit.report import interval, log_stage, table
+from prmkit.scoring import Scorer
+from prmkit.search import SearchConfig, SearchResult, beam_search, best_of_n, dvts, word_count
+from prmkit.select import Pool, selection_probs
+
+MAJORITY = "majority vote"
+
+
+@dataclass
+class CompareConfig:
+    """Which world problems (``problems`` from world ``seed``, leaving out any question of the
+    training world ``train_seed`` x ``train_problems``, the demo's) and how to search them."""
+
+    problems: int = 100
+    seed: int = 1
+    train_seed: int = 0
+    train_problems: int = 400
+    search: SearchConfig = field(default_factory=SearchConfig)
+    bootstrap: int = 2000
+
+    def __post_init__(self):
+        if self.problems < 1:
+            raise ValueError("need at least one problem")
+
+
+def held_out_problems(config: CompareConfig) -> list[synthetic.Problem]:
+    """The first ``config.problems`` problems of world ``seed`` whose question the training
+    world does not hold."""
+    seen = {p.question for p in synthetic.generate_problems(config.train_problems,
+                                                            config.train_seed)}
+    out, n = [], config.problems
+    while len(out) < config.problems:
+        n *= 2
+        out = [p for p in synthetic.generate_problems(n, config.seed)
+               if p.question not in seen][:config.problems]
+    return out
+
+
+def token_counter(scorer: Scorer):
+    """Generated steps counted in the scorer's backbone tokens where it has one."""
+    backbone = getattr(scorer, "backbone", None)
+    if backbone is None:
+        return word_count
+    tokenizer = backbone.tokenizer
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def compare_searches(scorer: Scorer, config: CompareConfig = CompareConfig(),
+                     progress: bool = True) -> dict:
+    """Every method on the held-out world problems (see the module docstring)."""
+    started = time.perf_counter()
+    problems = held_out_problems(config)
+    generator = SolverGenerator(problems)
+    count = token_counter(scorer)
+    s = config.search
+    correct: dict[str, list[float]] = {}
+    process: dict[str, list[float]] = {}
+    tokens: dict[str, list[int]] = {}
+    prm_tokens = {"beam search": 0, "DVTS": 0}
+    stats = getattr(scorer, "incremental_stats", None)
+    for problem in tqdm(problems, desc="search", unit="problem", disable=not progress):
+        q = problem.question
+        runs: dict[str, SearchResult] = {}
+        for name, run in (("beam search", beam_search), ("DVTS", dvts)):
+            before = stats.real_tokens if stats is not None else 0
+            runs[name] = run(q, scorer, generator, s, count)
+            prm_tokens[name] += (stats.real_tokens - before) if stats is not None else 0
+        best = best_of_n(q, scorer, generator, s, count)
+        for name, result in runs.items():
+            ok, right = _grade(problem, result.chosen.steps if result.chosen else None)
+            _add(correct, process, tokens, name, ok, right, result.generated_tokens)
+        pool, steps = _pool(problem, best, s.aggregation)
+        for name, method in ((f"best-of-N (PRM {s.aggregation})", ("prm", "prm")),
+                             ("PRM-weighted majority", ("weighted_majority", "prm")),
+                             (MAJORITY, ("majority", None)), ("one sample", ("random", None))):
+            chance = selection_probs(pool, method)[0]  # (N,)
+            _add(correct, process, tokens, name, float(chance @ pool.correct),
+                 float(chance @ steps), best.generated_tokens)
+        _add(correct, process, tokens, "oracle (pass@N)", float(pool.correct.any()),
+             float(steps.any()), best.generated_tokens)
+    intervals = bestofn.paired_bootstrap(correct, config.bootstrap, config.search.seed)
+    process_intervals = bestofn.paired_bootstrap(process, config.bootstrap, config.search.seed)
+    versus = {name: bestofn.bootstrap_diff(correct[name], correct[MAJORITY], config.bootstrap,
+                                           config.search.seed)
+              for name in correct if name != MAJORITY}
+    results = {"config": {**asdict(config), "search": asdict(s)}, "problems": len(problems),
+               "accuracy": intervals, "process_correct": process_intervals,
+               "vs_majority": versus,
+               "generated_tokens": {name: float(np.mean(v)) for name, v in tokens.items()},
+               "prm_tokens": {name: v / len(problems) for name, v in prm_tokens.items()},
+               "seconds": round(time.perf_counter() - started, 1)}
+    log_stage(f"{len(problems)} problems searched", started)
+    return results
+
+
+def _grade(problem: synthetic.Problem, steps: list[str] | None) -> tuple[float, float]:
+    """(final answer right, every step right) for one chosen solution."""
+    if not steps:
+        return 0.0, 0.0
+    try:
+        records = synthetic.parse_steps(problem, steps)
+    except ValueError:
+        return 0.0, 0.0
+    final = steps[-1].startswith("The answer is") and records[-1].result == problem.answer
+    g = synthetic.grade(problem, records)
+    return float(final), float(final and g.first_error < 0)
+
+
+def _pool(problem: synthetic.Problem, best: SearchResult, aggregation: str
+          ) -> tuple[Pool, np.ndarray]:
+    """Best-of-N's samples as a selection pool, and which are right all the way through."""
+    graded = [_grade(problem, beam.steps) for beam in best.finished]
+    pool = Pool(answers=best.meta["answers"], correct=np.array([g[0] > 0 for g in graded]),
+                lengths=[len(beam.steps) for beam in best.finished],
+                scores={"prm": best.meta["scores"][aggregation]})
+    return pool, np.array([g[1] for g in graded])
+
+
+def _add(correct, process, tokens, name, ok, right, spent) -> None:
+    correct.setdefault(name, []).append(ok)
+    process.setdefault(name, []).append(right)
+    tokens.setdefault(name, []).append(spent)
+
+
+def render(results: dict) -> list[str]:
+    """The comparison as a markdown table and a line on the budget."""
+    s = results["config"]["search"]
+    rows = []
+    for name, cell in results["accuracy"].items():
+        diff = results["vs_majority"].get(name)
+        rows.append([name, interval(cell), interval(results["process_correct"][name]),
+                     "" if diff is None else f"{100 * diff['mean']:+.1f} "
+                     f"[{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}]",
+                     f"{results['generated_tokens'][name]:.0f}"])
+    return [f"{results['problems']} held-out world problems; beam search width {s['width']} x "
+            f"{s['expansions']} expansions, DVTS {s['n'] // s['width']} subtrees x "
+            f"{s['width']}, best-of-N N = {s['n']}; lam = {s['lam']}, max depth "
+            f"{s['max_depth']}.", ""] + table(
+        ["method", "accuracy %", "process-correct %", "vs majority vote", "generated tokens"],
+        rows)
