@@ -136,6 +136,17 @@ def test_http_generator_reads_choices_into_steps():
     assert body_one["stop"] == ["\n\n"] and body_one["prompt"] == "Q?\n\n"
 
 
+def test_http_generator_sums_token_logprobs_when_asked():
+    answer = _choices("4 * 2 = 8.", "4 * 2 = 9.")
+    answer["choices"][0]["logprobs"] = {"token_logprobs": [-0.5, -0.25, -1.0]}
+    endpoint = _Endpoint([(200, answer, 0)])
+    with endpoint as url:
+        out = OpenAIGenerator(url, "tiny", retries=0, logprobs=True).complete("Q?", [], 2,
+                                                                             max_steps=1)
+    assert endpoint.requests[0][1]["logprobs"] == 1
+    assert out[0].meta == {"logprob": -1.75} and out[1].meta == {}  # the second sent none
+
+
 def test_http_generator_retries_what_can_pass_and_stops_on_what_cannot():
     busy = _Endpoint([(503, {"error": "busy"}, 0), (429, {"error": "slow down"}, 0),
                       (200, _choices("The answer is 1."), 0)])
@@ -213,6 +224,26 @@ def test_hf_generator_samples_continuations(tiny_lm):
     assert generator.complete("Tom has 3 apples.", ["3 + 4 = 7."], 3, seed=1) != out
     one = generator.complete("Tom has 3 apples.", [], 4, max_steps=1, seed=0)
     assert all(len(c.steps) <= 1 for c in one)
+
+
+def test_hf_generator_reports_the_log_probability_of_what_it_wrote(tiny_lm):
+    import torch
+    from prmkit.generate.hf import HFGenerator
+
+    generator = HFGenerator(tiny_lm, max_new_tokens=12, temperature=1.0)
+    out = generator.complete("Tom has 3 apples.", [], 2, seed=3)
+    tok, model = generator._tokenizer, generator._model
+    prompt = tok(generator.prompt("Tom has 3 apples.", []), add_special_tokens=False)["input_ids"]
+    for c in out:
+        # the same tokens again, scored by one forward pass (temperature 1: the raw model)
+        new = tok("\n\n".join(c.steps), add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt + new])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(prompt) - 1:-1].log_softmax(-1)
+        expected = float(logits.gather(1, torch.tensor(new)[:, None]).sum())
+        if len(new) == c.tokens:  # the text re-tokenizes to what was generated
+            assert c.meta["logprob"] == pytest.approx(expected, abs=1e-4)
+        assert c.meta["logprob"] < 0
 
 
 @pytest.mark.slow

@@ -4,8 +4,11 @@ The prompt is the question and the steps so far, each followed by the separator 
 the layout the embedding pipeline reads); an instruct model with a chat template gets the
 question as the user's message and the steps so far as the start of its reply. The ``n``
 samples of one call run as one batch; for one step, generation stops at the first separator
-after some content; to the end, at EOS or ``max_new_tokens``. The generated text is cut into steps at the separator. Prompts in a batch
-are padded on the left, so every row's new tokens start at the same position.
+after some content; to the end, at EOS or ``max_new_tokens``. The generated text is cut into
+steps at the separator. Prompts in a batch are padded on the left, so every row's new tokens
+start at the same position. ``Completion.meta["logprob"]`` is the log-probability of the new
+tokens under the distribution they were sampled from (temperature applied): the ``log p`` of a
+beam search's score.
 
 ``model`` is anything ``resolve_backbone`` takes: a short name ("smollm2": the offline SmolLM2
 from its package), a local folder, or a hub id.
@@ -90,11 +93,19 @@ class HFGenerator:
                 [_StepEnd(tok, start, self.separator)])
         torch.manual_seed(seed)
         with torch.inference_mode():
-            output = self._model.generate(**encoded, **options)  # (n, prompt + new)
-        new = output[:, encoded["input_ids"].shape[1]:]
+            output = self._model.generate(**encoded, **options, output_scores=True,
+                                          return_dict_in_generate=True)
+            # log-probability of each new token under the (temperature-scaled) distribution
+            # it was drawn from: (n, new)
+            logprobs = self._model.compute_transition_scores(output.sequences, output.scores,
+                                                             normalize_logits=True)
+        new = output.sequences[:, encoded["input_ids"].shape[1]:]  # (n, new)
         out = []
-        for row in new:
+        for row, row_logprobs in zip(new, logprobs):
             ids = row.tolist()
+            end = ids.index(tok.eos_token_id) if tok.eos_token_id in ids else len(ids)
+            kept = [i for i in range(end) if ids[i] != tok.pad_token_id]
+            logprob = float(row_logprobs[kept].double().sum())
             ended = tok.eos_token_id in ids
             if ended:
                 ids = ids[:ids.index(tok.eos_token_id)]
@@ -102,7 +113,8 @@ class HFGenerator:
             steps = split_steps(tok.decode(ids, skip_special_tokens=True), self.separator)
             if max_steps is not None:
                 steps = steps[:max_steps]
-            out.append(Completion(steps, final_answer(steps) is not None, len(ids)))
+            out.append(Completion(steps, final_answer(steps) is not None, len(ids),
+                                  {"logprob": logprob}))
         return out
 
 

@@ -7,7 +7,9 @@ One POST to ``{base_url}/completions`` per call, the ``n`` samples in one reques
 
 (``stop`` only when one step is asked for.) Each choice's ``text`` is cut into steps at the
 separator; ``finish_reason == "length"`` marks a continuation cut by ``max_tokens`` (not
-finished), and ``usage.completion_tokens`` is counted.
+finished), and ``usage.completion_tokens`` is counted. With ``logprobs=True`` the request asks
+for ``"logprobs": 1`` and each completion's ``meta["logprob"]`` is the sum of its
+``logprobs.token_logprobs`` (the ``log p`` of a beam search's score), where the server sends it.
 
 Network failures, timeouts and 429/5xx answers are retried ``retries`` times with exponential
 backoff; any other HTTP error, or a body that is not the JSON described above, raises
@@ -43,11 +45,13 @@ class OpenAIGenerator:
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None,
                  separator: str = "\n\n", max_tokens: int = 512, temperature: float = 0.7,
-                 timeout_s: float = 60.0, retries: int = 3, backoff_s: float = 0.5):
+                 timeout_s: float = 60.0, retries: int = 3, backoff_s: float = 0.5,
+                 logprobs: bool = False):
         self.base_url = base_url.rstrip("/")
         self.model, self.api_key, self.separator = model, api_key, separator
         self.max_tokens, self.temperature = max_tokens, temperature
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
+        self.logprobs = logprobs
 
     def complete(self, question: str, prefix: Sequence[str], n: int,
                  max_steps: int | None = None, seed: int = 0) -> list[Completion]:
@@ -56,6 +60,8 @@ class OpenAIGenerator:
                 "seed": seed}
         if max_steps == 1:
             body["stop"] = [self.separator]
+        if self.logprobs:
+            body["logprobs"] = 1
         answer = self._post(body)
         choices = answer.get("choices") if isinstance(answer, dict) else None
         if not isinstance(choices, list) or len(choices) != n or not all(
@@ -72,7 +78,7 @@ class OpenAIGenerator:
                 steps = steps[:max_steps]
             cut = choice.get("finish_reason") == "length"
             out.append(Completion(steps, not cut and final_answer(steps) is not None,
-                                  per_choice))
+                                  per_choice, _logprob(choice) if self.logprobs else {}))
         return out
 
     @property
@@ -115,3 +121,13 @@ class OpenAIGenerator:
 def _preview(value, limit: int = 120) -> str:
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _logprob(choice: dict) -> dict:
+    """``{"logprob": sum of the choice's token log-probabilities}``, where the server sent them
+    (``logprobs.token_logprobs``, as vLLM and OpenAI's completions API do); else nothing."""
+    values = (choice.get("logprobs") or {}).get("token_logprobs") \
+        if isinstance(choice.get("logprobs"), dict) else None
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+        return {}
+    return {"logprob": float(sum(values))}
