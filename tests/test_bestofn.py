@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from prmkit.bestofn import (accuracy_at_n, all_subsets, best_of_n_curve, bootstrap_diff,
-                            draw_subsets, exact_accuracy_at_n, group_mean, paired_bootstrap,
+                            curve_intervals, draw_subsets, exact_accuracy_at_n, group_mean, paired_bootstrap,
                             pass_at_k, subset_accuracy)
 from prmkit.select import Pool
 
@@ -262,3 +262,14 @@ def test_curve_speed_is_reasonable_at_demo_scale():
                             ns=[1, 2, 4, 8, 16], num_subsets=200, seed=0)
     assert time.perf_counter() - start < 3.0
     assert comb(64, 2) > 200 and curve["prm"][16].shape == (60,)
+
+
+def test_curve_intervals_is_paired_bootstrap_at_each_n():
+    curve = {"a": {1: np.array([1.0, 0.0, 1.0]), 2: np.array([1.0, 1.0, 1.0])},
+             "b": {1: np.array([0.0, 0.0, 1.0]), 2: np.array([0.5, 0.0, 1.0])}}
+    table = curve_intervals(curve, [1, 2], num_resamples=50, seed=4)
+    assert list(table) == ["a", "b"] and list(table["a"]) == ["1", "2"]
+    for n in (1, 2):
+        at = paired_bootstrap({k: v[n] for k, v in curve.items()}, 50, seed=4)
+        assert table["a"][str(n)] == at["a"] and table["b"][str(n)] == at["b"]
+    assert table["a"]["2"] == {"mean": 1.0, "low": 1.0, "high": 1.0}  # every problem right

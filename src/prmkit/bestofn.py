@@ -181,6 +181,15 @@ def paired_bootstrap(per_problem: Mapping[str, Sequence[float] | np.ndarray],
             for j, name in enumerate(names)}
 
 
+def curve_intervals(curve: Curve, ns: Sequence[int], num_resamples: int = 10_000,
+                    seed: int = 0, ci: float = 0.95) -> dict[str, dict[str, Interval]]:
+    """``paired_bootstrap`` at every N of a curve (the same resamples for every method at an N),
+    as report tables read it: ``{method: {str(N): {"mean", "low", "high"}}}``."""
+    at = {n: paired_bootstrap({name: curve[name][n] for name in curve}, num_resamples, seed, ci)
+          for n in ns}
+    return {name: {str(n): at[n][name] for n in ns} for name in curve}
+
+
 def bootstrap_diff(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
                    num_resamples: int = 10_000, seed: int = 0, ci: float = 0.95) -> Interval:
     """Mean and interval of (a - b), paired by problem: the per-problem differences are resampled.

@@ -216,8 +216,6 @@ def run_champ(out_dir: str | Path, config: ChampConfig = ChampConfig(),
     curve = {name: {n: np.mean([c[name][n] for c in curves], axis=0) for n in config.ns}
              for name in curves[0]}
     n_max = max(config.ns)
-    intervals = {n: bestofn.paired_bootstrap({name: curve[name][n] for name in curve},
-                                             config.bootstrap, seed=0) for n in config.ns}
     results = {
         "config": {**{k: v for k, v in asdict(config).items() if k not in ("train", "embed")},
                    "train": asdict(config.train), "backbone": backbone.source,
@@ -226,7 +224,7 @@ def run_champ(out_dir: str | Path, config: ChampConfig = ChampConfig(),
         "annotated": len(annotated), "embedding": embedding,
         "pool_stats": pool_stats([pools[pid] for pid in problems], k=n_max),
         "step_auroc": {h: _summary(v) for h, v in step_auroc.items()},
-        "best_of_n": {name: {str(n): intervals[n][name] for n in config.ns} for name in curve},
+        "best_of_n": bestofn.curve_intervals(curve, config.ns, config.bootstrap, seed=0),
         "versus": {name: {other: bestofn.bootstrap_diff(curve[name][n_max], curve[other][n_max],
                                                          config.bootstrap, seed=0)
                           for other in ("majority vote", "ORM")}

@@ -24,6 +24,7 @@ from prmkit.errors import PrmkitError
 from prmkit._io import atomic_open, check_output, jsonable, write_json
 from prmkit.ablate import AblateConfig
 from prmkit.demo import DemoConfig
+from prmkit.rerank import RANKING, RerankConfig
 from prmkit.train import TrainConfig
 
 
@@ -48,6 +49,11 @@ EXAMPLES = {
     "score": """examples:
   prmkit score runs/quick examples/quickstart.jsonl
   prmkit score runs/quick candidates.jsonl --out scores.jsonl --json""",
+    "rerank": """examples:
+  prmkit rerank candidates.jsonl --scorer runs/quick --out picks.jsonl
+  prmkit rerank samples.jsonl --scorer runs/m --aggregation product --n 1 4 16 --out picks.jsonl
+  prmkit data synthetic --out world.jsonl --problems 50 --pool 8
+  prmkit rerank world.jsonl --scorer runs/quick --out picks.jsonl   # gold known: accuracy too""",
     "eval": """examples:
   prmkit eval runs/m processbench/ --format processbench --out runs/m-eval
   prmkit eval runs/m test.jsonl --threshold-from dev.jsonl""",
@@ -85,6 +91,18 @@ EXAMPLES = {
   prmkit demo --quick         # about 2 minutes
   prmkit demo --data champ    # best-of-N on CHAMP's real model solutions (about 60 minutes cold)""",
 }
+RERANK_DESCRIPTION = """\
+Best-of-N over your own generations. Candidates are grouped by question and all scored in one
+pass (a question and the step prefixes its candidates share are encoded once). Per question,
+OUT gets the pick of each rule:
+  PRM (AGG)                    the highest aggregated score (--aggregation)
+  PRM-weighted majority (AGG)  the answer with the largest sum of scores
+  majority vote                the most frequent answer
+  random, longest, shortest    baselines (length in characters)
+Answers that math-verify judges equal (0.5 and 1/2) are one vote. Ties are broken at random
+with --seed. Where records carry gold (outcome, or meta.reference_answer), accuracy at N of each
+rule and of the oracle (pass@N) is printed, averaged over N-subsets of each question's
+candidates, with 95% intervals over questions."""
 
 
 def _command(sub, name: str, help: str, description: str | None = None):
@@ -244,6 +262,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flag-errors", action="store_true",
                    help="add each solution's predicted first error (the first step whose "
                         "probability is below the model's saved threshold; -1 for none)")
+    p.add_argument("--batch-size", type=int, default=64, help="trajectories per head batch")
+    p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    _add_common(p)
+
+    r = RerankConfig()
+    p = _command(sub, "rerank", "best-of-N over your own candidate solutions: score each with a "
+                 "PRM, pick one per question by several rules; accuracy when gold is known",
+                 RERANK_DESCRIPTION)
+    p.add_argument("data", help="candidate solutions, one record each (several per question; "
+                   "answer from the record's answer field, else the last step)")
+    _add_format(p)
+    p.add_argument("--scorer", required=True, metavar="NAME_OR_PATH",
+                   help="folder written by `prmkit train` (or its hub id), or a published "
+                        "PRM: KIND:PATH (math-shepherd, qwen-prm, token-classification) or a "
+                        "known hub id")
+    p.add_argument("--out", required=True, help="one JSON line per question: its candidates' "
+                   "record indices, answers, scores and each rule's pick")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--aggregation", choices=RANKING, default=r.aggregation,
+                   help="step scores to one score per solution (min: the weakest step)")
+    p.add_argument("--seed", type=int, default=r.seed,
+                   help="seed of tie-breaking, of the N-subsets and of the bootstrap")
+    p.add_argument("--n", type=int, nargs="+", default=None,
+                   help="N values for accuracy (default: powers of two up to the smallest pool)")
     p.add_argument("--batch-size", type=int, default=64, help="trajectories per head batch")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
@@ -506,6 +549,37 @@ def cmd_score(args) -> dict:
     return {"scored": len(rows), "out": args.out, "embedding": report}
 
 
+def cmd_rerank(args) -> dict:
+    from prmkit.rerank import rerank_file
+
+    config = _config(RerankConfig, aggregation=args.aggregation, seed=args.seed,
+                     ns=tuple(args.n) if args.n else None)
+    summary = rerank_file(args.data, args.scorer, args.out, config, args.format,
+                          _cache_dir(args), args.batch_size, overwrite=args.overwrite,
+                          progress=not args.no_progress)
+    if not args.json:
+        single = summary["single_candidate"]
+        print(f"reranked {summary['candidates']} candidates of {summary['questions']} questions"
+              + (f" ({single} with a single candidate)" if single else "")
+              + f", aggregation {summary['aggregation']}; wrote {summary['out']}")
+        e = summary["embedding"]
+        if e is not None and e["forward_batches"]:
+            print(f"{describe(e)}; {e['real_tokens']} tokens through the model for "
+                  f"{e['input_tokens']} tokens of candidates, {e['shared_rows']} shared rows "
+                  "run once")
+        elif e is not None:
+            print(describe(e))
+        a = summary["accuracy"]
+        if a is None:
+            print("no gold answers (outcome or meta.reference_answer): accuracy not measured")
+        else:
+            left = f"; {a['left_out']} left out (one candidate, or gold unknown)" \
+                if a["left_out"] else ""
+            print(f"\naccuracy at N (%, 95% intervals over {a['questions']} questions{left}):")
+            print(a["table"])
+    return summary
+
+
 def cmd_eval(args) -> dict:
     from prmkit.evaluate import markdown
     from prmkit.workflows import eval_model
@@ -741,7 +815,8 @@ def _label_compare(args) -> dict:
     return results
 
 
-COMMANDS = {"label": cmd_label, "train": cmd_train, "score": cmd_score, "eval": cmd_eval, "embed": cmd_embed,
+COMMANDS = {"label": cmd_label, "train": cmd_train, "score": cmd_score,
+            "rerank": cmd_rerank, "eval": cmd_eval, "embed": cmd_embed,
             "data": cmd_data, "cache": cmd_cache, "ablate": cmd_ablate, "demo": cmd_demo}
 
 

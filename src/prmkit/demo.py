@@ -198,11 +198,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
         pools = _select_pools(test_world, test_data, scores, target)
         curve = bestofn.best_of_n_curve(pools, methods, config.ns, config.num_subsets,
                                         config.seed)
-        intervals = {n: bestofn.paired_bootstrap({name: curve[name][n] for name in curve},
-                                                 config.bootstrap, config.seed)
-                     for n in config.ns}
-        results[f"best_of_n_{target}"] = {name: {str(n): intervals[n][name] for n in config.ns}
-                                          for name in curve}
+        results[f"best_of_n_{target}"] = bestofn.curve_intervals(curve, config.ns,
+                                                                 config.bootstrap, config.seed)
         results[f"vs_majority_{target}"] = {
             name: bestofn.bootstrap_diff(curve[name][n_max], curve["majority vote"][n_max],
                                          config.bootstrap, config.seed)
