@@ -30,7 +30,7 @@ from prmkit.embed import Backbone, EmbedConfig
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.scoring import PRM
 from prmkit.search import SearchConfig, beam_search
-from prmkit.search_eval import CompareConfig, held_out_problems, token_counter
+from prmkit.search_jobs import CompareConfig, held_out_problems, token_counter
 from prmkit.generate.solver import SolverGenerator
 
 

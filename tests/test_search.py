@@ -198,3 +198,61 @@ class Recorder:
         out = self.generator.complete(*args, **kwargs)
         self.calls.append(out)
         return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A head trained on MiniLM over a small world, and a questions file of other problems."""
+    import json
+
+    from prmkit.cli import main
+    from prmkit.generate.solver import make_world
+    from prmkit.records import write_jsonl
+
+    folder = tmp_path_factory.mktemp("search")
+    data = folder / "world.jsonl"
+    write_jsonl(data, [t for p in make_world(6, 3, seed=0) for t in p.trajectories])
+    assert main(["train", str(data), "--out", str(folder / "m"), "--cache", str(folder / "c"),
+                 "--backbone", "minilm", "--epochs", "1", "--hidden-size", "16",
+                 "--num-layers", "1", "--num-heads", "2", "--no-progress", "-q"]) == 0
+    questions = folder / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"question": t.question, "meta": t.meta}) + "\n"
+                                 for p in make_world(3, 1, seed=7) for t in p.trajectories))
+    return folder / "m", questions
+
+
+@pytest.mark.parametrize("method", ["beam", "dvts", "best_of_n"])
+def test_search_cli_writes_one_row_per_question(trained, tmp_path, method):
+    import json
+
+    from prmkit.cli import main
+
+    model, questions = trained
+    out = tmp_path / "o.jsonl"
+    assert main(["search", str(questions), "--scorer", str(model), "--method", method,
+                 "--width", "2", "--expansions", "2", "--n", "4", "--out", str(out),
+                 "--no-progress", "-q"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3]
+    for row in rows:
+        assert row["answer"] is not None and len(row["step_probs"]) == len(row["steps"])
+        assert row["generated_tokens"] > 0 and row["finished"]
+    assert main(["search", str(questions), "--scorer", str(model), "--out", str(out),
+                 "--no-progress", "-q"]) == 2  # exists: refused without --overwrite
+
+
+def test_search_cli_names_bad_input(trained, tmp_path, capsys):
+    from prmkit.cli import main
+
+    model, _ = trained
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"question": "What is 2 + 2?"}\n{"question": ""}\n')
+    out = str(tmp_path / "o.jsonl")
+    assert main(["search", str(bad), "--scorer", str(model), "--out", out]) == 2
+    assert f"{bad}:2: question: must be a non-empty string" in capsys.readouterr().err
+    bad.write_text('{"question": "What is 2 + 2?"}\n')
+    assert main(["search", str(bad), "--scorer", str(model), "--out", out]) == 2
+    assert "solver continues only demo-world records" in capsys.readouterr().err
+    assert main(["search", "--scorer", str(model)]) == 2
+    assert main(["search", "--compare", str(bad), "--scorer", str(model)]) == 2
+    assert main(["search", str(bad), "--scorer", str(model), "--out", out, "--width", "0"]) == 2

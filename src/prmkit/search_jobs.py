@@ -1,4 +1,6 @@
-"""Beam search, DVTS and best-of-N side by side at one generator budget, on the demo world.
+"""Search jobs: a file of questions searched with any scorer and generator (``search_file``),
+and beam search, DVTS and best-of-N side by side at one generator budget on the demo world
+(``compare_searches``).
 
 ``compare_searches`` runs every method on the same held-out world problems with the world's
 noisy solver as the generator and a PRM as the scorer, and reports per method: final-answer
@@ -11,6 +13,8 @@ Ties in a vote count as the expected accuracy over uniform tie-breaking (``selec
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -22,7 +26,8 @@ from prmkit.data import synthetic
 from prmkit.generate.solver import SolverGenerator
 from prmkit.report import interval, log_stage, table
 from prmkit.scoring import Scorer
-from prmkit.search import SearchConfig, SearchResult, beam_search, best_of_n, dvts, word_count
+from prmkit.search import (SearchConfig, SearchResult, beam_search, best_of_n, dvts, search,
+                           word_count)
 from prmkit.select import Pool, selection_probs
 
 MAJORITY = "majority vote"
@@ -43,6 +48,99 @@ class CompareConfig:
     def __post_init__(self):
         if self.problems < 1:
             raise ValueError("need at least one problem")
+
+
+@dataclass
+class Question:
+    """One line of a questions file: ``{"question": ..., "meta": {...}}`` (a prmkit record's
+    other fields, steps included, may be there and are ignored)."""
+
+    question: str
+    meta: dict
+    line: int
+
+
+def read_questions(path: str | os.PathLike) -> list[Question]:
+    """The questions of a JSONL file, each line an object with a non-empty ``question``
+    string; errors name the file, line and field."""
+    from prmkit._io import open_input
+    from prmkit.errors import DataError
+    from prmkit.records import find_bad_value, loads
+
+    out = []
+    with open_input(path) as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError("not UTF-8 text", path=str(path), line=number) from None
+            if not text.strip():
+                continue
+            try:
+                row = loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(f"not JSON ({e.msg})", path=str(path), line=number) from None
+            except DataError as e:
+                raise DataError(e.message, path=str(path), line=number) from None
+            if not isinstance(row, dict):
+                raise DataError("a line must be a JSON object", path=str(path), line=number)
+            bad = find_bad_value(row)
+            if bad is not None:
+                raise DataError(bad[1], path=str(path), line=number, field=bad[0] or None)
+            question, meta = row.get("question"), row.get("meta", {})
+            if not isinstance(question, str) or not question.strip():
+                raise DataError("must be a non-empty string", path=str(path), line=number,
+                                field="question")
+            if not isinstance(meta, dict):
+                raise DataError("must be an object", path=str(path), line=number, field="meta")
+            out.append(Question(question, meta, number))
+    if not out:
+        raise DataError("no questions in the file", path=str(path))
+    return out
+
+
+def search_file(data: str | os.PathLike, scorer: Scorer | str, out: str | os.PathLike,
+                method: str = "beam", config: SearchConfig = SearchConfig(),
+                generator: str = "solver", model: str | None = None, url: str | None = None,
+                overwrite: bool = False, progress: bool = True) -> dict:
+    """Search every question of ``data`` (``read_questions``) and write one JSONL row per
+    question to ``out``: the chosen solution with its step probabilities, answer and score,
+    every finished candidate, and the generated tokens. Returns a summary."""
+    from prmkit._io import atomic_open, check_output
+    from prmkit.errors import PrmkitError
+    from prmkit.scoring import load_scorer
+    from prmkit.workflows import make_generator
+
+    out = check_output(out, [data], overwrite)
+    questions = read_questions(data)
+    if isinstance(scorer, str):
+        scorer = load_scorer(scorer)
+    try:
+        gen = make_generator(generator, questions if generator == "solver" else None,
+                             model, url)
+    except PrmkitError as e:
+        raise PrmkitError(f"{data}: {e}") from None
+    count = token_counter(scorer)
+    started = time.perf_counter()
+    rows, tokens = [], 0
+    for q in tqdm(questions, desc=method, unit="question", disable=not progress):
+        result = search(method, q.question, scorer, gen, config, count)
+        tokens += result.generated_tokens
+        chosen = result.chosen
+        rows.append({"line": q.line, "question": q.question, "method": method,
+                     "steps": chosen.steps if chosen else None,
+                     "step_probs": list(chosen.partial.probs) if chosen else None,
+                     "score": chosen.score if chosen else None, "answer": result.answer,
+                     "generated_tokens": result.generated_tokens,
+                     "finished": [{"steps": b.steps, "step_probs": list(b.partial.probs),
+                                   "score": b.score} for b in result.finished]})
+    with atomic_open(out) as f:
+        for row in rows:
+            f.write(json.dumps(row, allow_nan=False) + "\n")
+    return {"questions": len(rows), "method": method, "out": str(out),
+            "answered": sum(row["answer"] is not None for row in rows),
+            "generated_tokens_per_question": tokens / len(rows),
+            "seconds": round(time.perf_counter() - started, 1), "config": asdict(config)}
 
 
 def held_out_problems(config: CompareConfig) -> list[synthetic.Problem]:
