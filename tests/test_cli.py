@@ -79,7 +79,7 @@ def test_bad_option_value_exits_2(tmp_path, small_jsonl, capsys):
 
 def test_scoring_with_a_model_folder_that_is_not_one(tmp_path, small_jsonl, capsys):
     assert main(["score", str(tmp_path), str(small_jsonl)]) == 2
-    assert "is not a saved prmkit model" in capsys.readouterr().err
+    assert "is not a model prmkit can score with (no config.json)" in capsys.readouterr().err
 
 
 def test_data_synthetic_then_stats_reports_pools(tmp_path, capsys):

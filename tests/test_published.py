@@ -316,10 +316,33 @@ def test_load_scorer_dispatch(folders, tmp_path, monkeypatch):
         load_scorer(bert)
     with pytest.raises(PrmkitError, match="is not a model folder or a hub id; accepted"):
         load_scorer(str(tmp_path / "missing" / "folder"))
-    with pytest.raises(PrmkitError, match="has no config.json"):
+    with pytest.raises(PrmkitError, match=r"not a model prmkit can score with \(no config.json\)"):
         load_scorer(str(tmp_path))
     assert load_scorer(rm, cache_dir="emb") == "loaded"  # no embedding cache: ignored
     with pytest.raises(PrmkitError, match="names the kind 'qwen-prm', but kind='prmkit'"):
         load_scorer(f"qwen-prm:{rm}", kind="prmkit")
     with pytest.raises(PrmkitError, match="unknown scorer kind 'bogus'"):
         load_scorer(rm, kind="bogus")
+
+
+def test_published_prms_score_and_search_from_the_cli(folders, tmp_path):
+    """``--scorer``/MODEL takes a published PRM wherever a PRM is used: score, rerank, search."""
+    from prmkit.cli import main
+    from prmkit.generate.solver import make_world
+    from prmkit.records import read_jsonl, write_jsonl
+    from prmkit.scoring import load_scorer
+
+    data = tmp_path / "world.jsonl"
+    write_jsonl(data, [t for p in make_world(2, 2, seed=0) for t in p.trajectories])
+    scorer = f"token-classification:{folders['tc2']}"
+    out = tmp_path / "scores.jsonl"
+    assert main(["score", scorer, str(data), "--out", str(out), "--no-progress", "-q"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = load_scorer(scorer).score_batch(read_jsonl(data))
+    for row, probs in zip(rows, expected, strict=True):
+        assert row["step_probs"] == pytest.approx(probs, abs=1e-6)
+    assert main(["rerank", str(data), "--scorer", f"math-shepherd:{folders['causal']}",
+                 "--out", str(tmp_path / "picks.jsonl"), "--no-progress", "-q"]) == 0
+    assert main(["search", str(data), "--scorer", scorer, "--width", "2", "--expansions", "2",
+                 "--n", "2", "--max-depth", "3", "--out", str(tmp_path / "beams.jsonl"),
+                 "--no-progress", "-q"]) == 0

@@ -271,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "score", "score trajectories with a trained PRM: per-step probabilities "
                  "and every aggregate")
-    p.add_argument("model", help="folder written by `prmkit train`")
+    p.add_argument("model", help="folder written by `prmkit train` (or its hub id), or a "
+                   "published PRM: KIND:PATH (math-shepherd, qwen-prm, token-classification) "
+                   "or a known hub id")
     p.add_argument("data", help="trajectories (labels are ignored)")
     _add_format(p)
     p.add_argument("--out", help="write one JSON line per trajectory here")
@@ -358,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "eval", "every metric the data support (first-error F1, step AUROC and "
                  "F1, ECE, agreement with the labels), per split, beside content-free baselines")
-    p.add_argument("model", help="folder written by `prmkit train` (or a hub id)")
+    p.add_argument("model", help="folder written by `prmkit train` (or its hub id), or a "
+                   "published PRM: KIND:PATH (math-shepherd, qwen-prm, token-classification) "
+                   "or a known hub id")
     p.add_argument("data", help="labelled trajectories: a file, or a folder of splits "
                    "(ProcessBench: one file per split)")
     _add_format(p)
@@ -601,7 +605,8 @@ def cmd_score(args) -> dict:
             print(json.dumps(row, allow_nan=False))
         return {}
     if not args.json:
-        print(describe(report), file=sys.stderr)
+        if report is not None:
+            print(describe(report), file=sys.stderr)
         if args.out:
             print(f"wrote {len(rows)} scored trajectories to {args.out}")
         else:

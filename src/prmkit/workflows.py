@@ -18,7 +18,7 @@ from prmkit.errors import DataError, PrmkitError
 from prmkit.metrics import first_flagged
 from prmkit.model import EnsembleHead, PRMConfig, PRMHead
 from prmkit.records import Location, Trajectory, read_jsonl_located
-from prmkit.scoring import PRM, HeadScorer, aggregate_all, score_features
+from prmkit.scoring import PRM, HeadScorer, aggregate_all, load_scorer, score_features
 from prmkit.scoring.prm import step_spread
 from prmkit.train import TrainConfig, check_out_dir, split_by_question, train
 from prmkit._io import atomic_open, check_output, file_lock, write_json
@@ -187,29 +187,33 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
                batch_size: int = 64, progress: bool = True,
                overwrite: bool = False, format: str = "jsonl",
                flag_errors: bool = False) -> tuple[list[dict], dict]:
-    """Per-step probabilities and every aggregate for each trajectory.
+    """Per-step probabilities and every aggregate for each trajectory, by the model
+    ``model_dir`` names (anything ``load_scorer`` takes: a prmkit model or a published PRM).
 
-    Returns (rows, embedding report); with ``out``, the rows are also written as JSONL (an
+    Returns (rows, embedding report: None for a published PRM); with ``out``, the rows are also written as JSONL (an
     existing file is replaced only with ``overwrite``). With ``flag_errors``, each row also
     holds ``first_error``: the first step below the model's saved threshold, or -1.
     """
     if out is not None:
         check_output(out, _inputs(data, model_dir), overwrite)
     trajectories, locations = _trajectories(data, format)
-    prm = PRM.from_pretrained(model_dir, batch_size=batch_size)
-    check_steps(trajectories, locations, prm.head.config.max_steps,
-                "this model cannot score it: split the solution")
+    prm = load_scorer(model_dir, batch_size=batch_size)
     if flag_errors and prm.threshold is None:
         raise PrmkitError(f"{model_dir} has no saved first-error threshold (it was trained "
                           "without a validation split, or without calibration)")
-    prm.cache = _cache(prm.backbone, cache_dir)
-    features = prm.embed(trajectories, progress, locations)
-    step_probs = score_features(prm.head, features, prm.batch_size)
+    if isinstance(prm, PRM):
+        check_steps(trajectories, locations, prm.head.config.max_steps,
+                    "this model cannot score it: split the solution")
+        prm.cache = _cache(prm.backbone, cache_dir)
+        features = prm.embed(trajectories, progress, locations)
+        step_probs = score_features(prm.head, features, prm.batch_size)
+    else:  # a published PRM reads the text itself
+        step_probs = prm.score_batch(trajectories)
     scores = aggregate_all(step_probs, tuple(AGGREGATIONS))
     rows = [{"index": i, "id": record_id(trajectories[i]), "step_probs": probs,
              "scores": {name: values[i] for name, values in scores.items()}}
             for i, probs in enumerate(step_probs)]
-    if isinstance(prm.head, EnsembleHead):  # how much the members disagree, per step
+    if isinstance(prm, PRM) and isinstance(prm.head, EnsembleHead):  # members' disagreement
         for row, spread in zip(rows, step_spread(prm.head, features, prm.batch_size)):
             row["step_spread"] = spread
     if flag_errors:
@@ -221,7 +225,7 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
         with atomic_open(Path(out)) as f:
             for row in rows:
                 f.write(json.dumps(row, allow_nan=False) + "\n")
-    return rows, prm.last_embed_report
+    return rows, getattr(prm, "last_embed_report", None)
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -294,8 +298,9 @@ def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
     if out is not None:
         out = check_output(out, _inputs(data, model_dir), folder=True)
     splits = load_splits(data, format)
-    prm = PRM.from_pretrained(model_dir)
-    prm.cache = _cache(prm.backbone, cache_dir)
+    prm = load_scorer(model_dir)
+    if isinstance(prm, PRM):
+        prm.cache = _cache(prm.backbone, cache_dir)
     scorers = {"PRM": prm, **baseline_scorers(model_dir)}
     if threshold is not None:
         thresholds, source = {name: threshold for name in scorers}, "given"
@@ -309,7 +314,7 @@ def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
     results = evaluate(scorers, splits, thresholds)
     report = {"model": str(model_dir), "data": str(data), "threshold_source": source,
               "splits": {name: len(ts) for name, ts in splits.items()}, "results": results,
-              "embedding": prm.last_embed_report}
+              "embedding": getattr(prm, "last_embed_report", None)}
     if out is not None:
         from prmkit.evaluate import markdown
 

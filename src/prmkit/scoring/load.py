@@ -62,8 +62,8 @@ def _infer_kind(name: str) -> str:
     if path.is_dir():
         config_path = path / "config.json"
         if not config_path.is_file():
-            raise PrmkitError(f"{path} has no config.json, so it is no model prmkit can score "
-                              f"with; accepted: {ACCEPTED}")
+            raise PrmkitError(f"{path} is not a model prmkit can score with (no config.json); "
+                              f"accepted: {ACCEPTED}")
     elif not path.exists() and _REPO_ID.fullmatch(name):
         config_path = _hub_config(name)
     else:
