@@ -267,3 +267,50 @@ def test_smollm2_writes_steps_and_judges_them_for_real():
     replies = labelled.meta["labeling"]["replies"]
     assert replies and all(isinstance(r, str) for r in replies)
     assert set(labelled.meta["labeling"]["verdicts"]) <= {True, False, None}
+
+
+# --- every generator drives a search ---------------------------------------------------------
+
+def _length_scorer():
+    import torch
+    from prmkit.baselines import length_features
+    from prmkit.model import PRMConfig, PRMHead
+    from prmkit.scoring import HeadScorer
+
+    torch.manual_seed(0)
+    return HeadScorer(PRMHead(PRMConfig(input_dim=2, hidden_size=8, num_layers=1,
+                                        num_heads=2)), length_features)
+
+
+def test_a_beam_search_over_an_http_endpoint():
+    from prmkit.search import SearchConfig, beam_search
+
+    # depth 1: two samples for the one beam; depth 2: two equal answers for each beam
+    answers = [(200, {**_choices("4 * 2 = 8.", "4 * 2 = 9."), "choices": [
+        {"index": 0, "text": "4 * 2 = 8.", "finish_reason": "stop",
+         "logprobs": {"token_logprobs": [-0.1, -0.1]}},
+        {"index": 1, "text": "4 * 2 = 9.", "finish_reason": "stop",
+         "logprobs": {"token_logprobs": [-3.0, -3.0]}}]}, 0)]
+    answers += [(200, _choices("The answer is 8.", "The answer is 8."), 0),  # one kept
+                (200, _choices("The answer is 9.", "The answer is 9."), 0)]
+    with _Endpoint(answers) as url:
+        result = beam_search("Q?", _length_scorer(), OpenAIGenerator(url, "tiny", retries=0,
+                                                                     logprobs=True),
+                             SearchConfig(width=2, expansions=2, n=2, max_depth=4))
+    assert {tuple(b.steps) for b in result.finished} == {("4 * 2 = 8.", "The answer is 8."),
+                                                         ("4 * 2 = 9.", "The answer is 9.")}
+    logps = {b.steps[0]: b.logp for b in result.finished}
+    assert logps == {"4 * 2 = 8.": pytest.approx(-0.2), "4 * 2 = 9.": pytest.approx(-6.0)}
+    assert result.generated_tokens == 3 * 20  # the server's usage counts, pruned ones too
+
+
+def test_a_beam_search_with_a_hugging_face_model(tiny_lm):
+    from prmkit.generate.hf import HFGenerator
+    from prmkit.search import SearchConfig, beam_search, dvts
+
+    generator = HFGenerator(tiny_lm, max_new_tokens=12, temperature=1.0)
+    config = SearchConfig(width=2, expansions=2, n=4, max_depth=3)
+    for run in (beam_search, dvts):
+        result = run("Tom has 3 apples.", _length_scorer(), generator, config)
+        assert result.finished and result.generated_tokens > 0
+        assert all(b.logp < 0 for b in result.finished)  # the model's own log p was summed
