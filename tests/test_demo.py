@@ -43,6 +43,20 @@ def test_demo_writes_report_json_and_plot(demo_run):
     assert saved["primary_head"] == "tiny-llama in context: both"
 
 
+def test_demo_heads_load_as_prms_and_score_as_in_the_demo(demo_run):
+    from prmkit.scoring import PRM
+
+    root, _, _ = demo_run
+    models = root / "out" / "models"
+    # the primary PRM and a slice of its features: each finds its backbone again
+    for name in ("tiny-llama-in-context--both", "tiny-llama-in-context--surprise",
+                 "minilm--steps-alone"):
+        prm = PRM.from_pretrained(models / name, cache_dir=root / "cache")
+        probs = prm.score("What is 3 * 4?", ["3 * 4 = 12.", "The answer is 12."])
+        assert len(probs) == 2 and all(0 < p < 1 for p in probs)
+    assert not (models / "length-only" / "config.json").read_text().count("weights_sha256")
+
+
 def test_demo_numbers_are_consistent(demo_run):
     _, _, r = demo_run
     for target in ("answer", "process"):

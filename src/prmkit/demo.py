@@ -111,8 +111,11 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
 
     # 2. Step features from each backbone, through the cache. The context backbone's vectors
     #    hold the read layers' states, then the surprise features: each set is a slice.
-    feature_sets, embedding, settings = {}, {}, {}
+    # ``sources``: the backbone whose vectors each set is, saved with its heads so that they
+    # load as PRMs (``PRM.from_pretrained``: prmkit score, rerank, search)
+    feature_sets, embedding, settings, sources = {}, {}, {}, {}
     alone = Backbone(config.alone)
+    sources[ALONE] = alone
     settings[ALONE] = asdict(alone.config)
     feats, embedding[ALONE] = _embed(alone, train_data + test_data, cache_dir, progress)
     feature_sets[ALONE] = feats
@@ -132,6 +135,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
             else (config.context.features,)
         for name in names:
             feature_sets[_set_name(label, name, backbone)] = [f[:, slices[name]] for f in feats]
+            sources[_set_name(label, name, backbone)] = Backbone(replace(config.context,
+                                                                         features=name))
         primary = _set_name(label, config.features, backbone)
     n_train = len(train_data)
     heads = {name: (f[:n_train], f[n_train:], "step") for name, f in feature_sets.items()}
@@ -146,7 +151,9 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     step_probs, summaries, thresholds = {}, {}, {}
     for name, (train_x, test_x, target) in heads.items():
         folder = out_dir / "models" / "".join(c if c.isalnum() else "-" for c in name.lower())
-        model_config = PRMConfig(input_dim=train_x[0].shape[1], target=target, **config.head)
+        source = sources.get(name if name != "ORM" else primary)
+        model_config = PRMConfig(input_dim=train_x[0].shape[1], target=target, **config.head,
+                                 **(source.head_settings() if source is not None else {}))
         train_config = replace(config.train, target=target, seed=config.seed)
         summaries[name] = train(train_data, train_x, model_config, train_config, folder,
                                 progress=progress, overwrite=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -170,10 +170,7 @@ def _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrit
     backbone, features, report = embed_data(trajectories, embed, cache_dir, progress,
                                             locations=locations)
     model_config = PRMConfig(input_dim=backbone.hidden_size, target=config.target,
-                             embed=asdict(backbone.config),
-                             backbone_fingerprint=backbone.fingerprint,
-                             backbone_path=backbone.source if os.path.isabs(backbone.source)
-                             else None, **head)
+                             **backbone.head_settings(), **head)
     summary = train(trajectories, features, model_config, config, out_dir, progress=progress,
                     overwrite=overwrite, keep_checkpoint=keep_checkpoint)
     if baselines:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +227,13 @@ class Backbone:
         if name in BACKBONES or not Path(name).expanduser().exists():
             return name
         return str(Path(name).expanduser().resolve())
+
+    def head_settings(self) -> dict:
+        """What a head trained on these vectors saves to find its backbone again
+        (``PRMConfig``'s ``embed``, ``backbone_fingerprint``, ``backbone_path``)."""
+        source = self.source
+        return {"embed": asdict(self.config), "backbone_fingerprint": self.fingerprint,
+                "backbone_path": source if Path(source).is_absolute() else None}
 
     @property
     def fingerprint(self) -> dict:
