@@ -16,7 +16,7 @@ time of each, and how many searches chose the same solution both ways (scores ag
 rounding, so ties may break apart).
 
     python bench/search.py                          # 20 problems, an untrained head (~3 min)
-    python bench/search.py --model runs/demo/models/prm-smollm2-both --problems 40
+    python bench/search.py --model runs/demo/models/smollm2-in-context--both --problems 40
 """
 
 from __future__ import annotations

@@ -75,6 +75,23 @@ def test_beam_search_by_hand():
                                                              "The answer is 4."])
 
 
+def test_open_beams_are_refilled_until_width_solutions_finish():
+    table = {(): ["x", "y", "z"], ("x",): ["The answer is 1.", "x2"], ("y",): ["y2", "y3"],
+             ("y", "y2"): ["The answer is 2."], ("x", "x2"): ["The answer is 3."]}
+    probs = {"x": 0.9, "y": 0.8, "z": 0.7, "The answer is 1.": 0.9, "x2": 0.7, "y2": 0.9,
+             "y3": 0.5, "The answer is 2.": 0.9, "The answer is 3.": 0.9}
+    gen = TableGenerator(table)
+    result = beam_search("q", TableScorer(probs), gen, SearchConfig(width=2, expansions=3, n=2))
+    # depth 2 ranks x+answer (.81, finished), y+y2 (.72), x+x2 (.63), y+y3 (.40): the finished
+    # one leaves, and the open beams are refilled to two with x+x2
+    assert ("x", "x2") in [call[0] for call in gen.calls]
+    assert {tuple(b.steps) for b in result.finished} == {
+        ("x", "The answer is 1."), ("y", "y2", "The answer is 2."),
+        ("x", "x2", "The answer is 3.")}
+    assert len(gen.calls) == 1 + 2 + 2  # stopped at depth 3: two solutions had finished
+    assert result.answer == "1"  # per step: (log .9 + log .9) / 2 is the best
+
+
 def test_finished_beams_of_different_lengths_compare_per_step():
     # summed, the short answer wins (log .9 + log .7 = -0.46 > -0.66); per step the long one
     # does: (log .9 + log .7) / 2 = -0.231 < (log .6 + log .9 + log .95) / 3 = -0.222

@@ -12,11 +12,13 @@ beam is continued by ``expansions`` sampled next steps; equal steps from one bea
 with ``p`` the generator's probability of the step (``Completion.meta["logprob"]``; absent for
 generators that do not report it, when the term is 0) and ``PRM(step)`` the scorer's
 P(step correct | question, steps so far). ``lam = 0`` is plain likelihood beam search. The
-``width`` best candidates survive; those that state a final answer leave the beam as finished
-solutions. Every beam at one depth has the same number of steps, so raw scores compare fairly
-there; finished solutions of different lengths are compared by their score per step (a sum
-would favour short solutions), and the best of them is the answer. A beam still open at
-``max_depth`` is finished without an answer.
+``width`` best candidates that state a final answer leave as finished solutions, and the
+``width`` best open ones are the next beams, so every depth spends the same budget (as in
+Hugging Face's search-and-learn). The search stops once ``width`` solutions have finished, or
+at ``max_depth``, where the open beams finish without an answer. Every beam at one depth has the
+same number of steps, so raw scores compare fairly there; finished solutions of different
+lengths are compared by their score per step (a sum would favour short solutions), and the best
+of them is the answer.
 
 **Incremental scoring**: a beam holds a ``scoring.Partial``; prmkit's PRM on a causal backbone
 keeps the key/value states of each beam's prefix there, so scoring a new step runs only the
@@ -173,13 +175,13 @@ def beam_search(question: str, scorer: Scorer, generator: Generator,
             prm = math.log(max(partial.probs[-1], _TINY))
             candidates.append(Beam(partial, beam.score + logp + config.lam * prm,
                                    beam.logp + logp, c.finished))
-        order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)  # stable
-        kept = [candidates[i] for i in order[:width]]
-        finished.extend(beam for beam in kept if beam.finished)
-        beams = [beam for beam in kept if not beam.finished]
-        if not beams:
+        ranked = sorted(candidates, key=lambda beam: -beam.score)  # stable
+        finished.extend(beam for beam in ranked[:width] if beam.finished)
+        beams = [beam for beam in ranked if not beam.finished][:width]  # refilled to width
+        if len(finished) >= width or not beams:
             break
-    finished.extend(beams)  # still open at max_depth: finished without an answer
+    if not finished:  # nothing stated an answer by max_depth: the open beams, unanswered
+        finished.extend(beams)
     chosen = max(finished, key=lambda beam: beam.per_step, default=None)
     return SearchResult(question, chosen, finished, budget.tokens, budget.steps,
                         scored_tokens=budget.scored)

@@ -11,7 +11,7 @@ from prmkit.search_jobs import CompareConfig
 
 EXAMPLES = """examples:
   prmkit data synthetic --problems 20 --pool 1 --seed 7 --out questions.jsonl
-  prmkit search questions.jsonl --scorer runs/demo/models/prm-smollm2-both --out beams.jsonl
+  prmkit search questions.jsonl --scorer runs/demo/models/smollm2-in-context--both --out beams.jsonl
   prmkit search questions.jsonl --scorer runs/m --method dvts --n 16 --width 4 --out dvts.jsonl
   prmkit search mine.jsonl --scorer runs/m --generator hf --model smollm2 --out beams.jsonl
   prmkit search --compare --scorer runs/m --out runs/search   # every method, one budget"""
@@ -19,11 +19,12 @@ SEARCH_DESCRIPTION = """\
 Steer generation with a PRM, a step at a time. Beam search keeps --width beams; each is
 continued by --expansions sampled steps, equal steps from one beam are kept once, and each
 candidate scores score(beam) + log p(step) + lam * log PRM(step) (log p where the generator
-reports it: hf always, http with logprobs). Finished solutions of different lengths are compared
-by score per step. DVTS runs n / width independent subtrees, greedy within each. best_of_n
-samples n whole solutions and keeps the PRM's pick (--aggregation). A prmkit PRM on a causal
-backbone keeps each beam's key/value states: a new step costs only its own tokens. Budgets are
-generated tokens (the PRM's tokenizer counts them where the generator does not)."""
+reports it: hf always, http with logprobs). Open beams are refilled to --width until --width
+solutions have finished; finished solutions of different lengths are compared by score per
+step. DVTS runs n / width independent subtrees, greedy within each. best_of_n samples n whole
+solutions and keeps the PRM's pick (--aggregation). A prmkit PRM on a causal backbone keeps
+each beam's key/value states: a new step costs only its own tokens. Budgets are generated
+tokens (the PRM's tokenizer counts them where the generator does not)."""
 
 
 def add_parser(sub) -> None:
