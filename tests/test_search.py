@@ -273,3 +273,23 @@ def test_search_cli_names_bad_input(trained, tmp_path, capsys):
     assert main(["search", "--scorer", str(model)]) == 2
     assert main(["search", "--compare", str(bad), "--scorer", str(model)]) == 2
     assert main(["search", str(bad), "--scorer", str(model), "--out", out, "--width", "0"]) == 2
+
+
+def test_compare_searches_on_the_world_with_a_content_free_baseline():
+    from prmkit.search_jobs import CompareConfig, compare_searches, render
+
+    config = CompareConfig(problems=3, train_problems=5, bootstrap=50,
+                           search=SearchConfig(width=2, expansions=2, n=4, max_depth=12))
+    results = compare_searches(length_scorer(), config, progress=False,
+                               baselines={"length only": length_scorer()})
+    names = list(results["accuracy"])
+    assert names == ["beam search", "DVTS", "best-of-N (PRM min)", "PRM-weighted majority",
+                     "majority vote", "one sample", "oracle (pass@N)",
+                     "beam search (length only)", "best-of-N (length only, min)"]
+    # the same head as the PRM: the baseline rows repeat the PRM's
+    assert results["accuracy"]["beam search (length only)"] == results["accuracy"]["beam search"]
+    for name in names:
+        assert 0 <= results["accuracy"][name]["mean"] <= results["accuracy"]["oracle (pass@N)"][
+            "mean"] or name == "oracle (pass@N)"
+        assert results["process_correct"][name]["mean"] <= results["accuracy"][name]["mean"]
+    assert "| beam search (length only) |" in "\n".join(render(results))

@@ -166,8 +166,10 @@ def token_counter(scorer: Scorer):
 
 
 def compare_searches(scorer: Scorer, config: CompareConfig = CompareConfig(),
-                     progress: bool = True) -> dict:
-    """Every method on the held-out world problems (see the module docstring)."""
+                     progress: bool = True, baselines: dict[str, Scorer] | None = None) -> dict:
+    """Every method on the held-out world problems (see the module docstring). ``baselines``:
+    content-free scorers (``workflows.baseline_scorers``) that guide beam search and pick
+    best-of-N's sample in their own rows."""
     started = time.perf_counter()
     problems = held_out_problems(config)
     generator = SolverGenerator(problems)
@@ -186,9 +188,12 @@ def compare_searches(scorer: Scorer, config: CompareConfig = CompareConfig(),
             runs[name] = run(q, scorer, generator, s, count)
             prm_tokens[name] += (stats.real_tokens - before) if stats is not None else 0
         best = best_of_n(q, scorer, generator, s, count)
-        for name, result in runs.items():
-            ok, right = _grade(problem, result.chosen.steps if result.chosen else None)
-            _add(correct, process, tokens, name, ok, right, result.generated_tokens)
+        for name, other in (baselines or {}).items():  # content-free, after the PRM's rows
+            runs[f"beam search ({name})"] = beam_search(q, other, generator, s, count)
+            runs[f"best-of-N ({name}, {s.aggregation})"] = best_of_n(q, other, generator, s,
+                                                                     count)
+        for name in ("beam search", "DVTS"):
+            _add_run(correct, process, tokens, name, problem, runs.pop(name))
         pool, steps = _pool(problem, best, s.aggregation)
         for name, method in ((f"best-of-N (PRM {s.aggregation})", ("prm", "prm")),
                              ("PRM-weighted majority", ("weighted_majority", "prm")),
@@ -198,6 +203,8 @@ def compare_searches(scorer: Scorer, config: CompareConfig = CompareConfig(),
                  float(chance @ steps), best.generated_tokens)
         _add(correct, process, tokens, "oracle (pass@N)", float(pool.correct.any()),
              float(steps.any()), best.generated_tokens)
+        for name, result in runs.items():
+            _add_run(correct, process, tokens, name, problem, result)
     intervals = bestofn.paired_bootstrap(correct, config.bootstrap, config.search.seed)
     process_intervals = bestofn.paired_bootstrap(process, config.bootstrap, config.search.seed)
     versus = {name: bestofn.bootstrap_diff(correct[name], correct[MAJORITY], config.bootstrap,
@@ -234,6 +241,11 @@ def _pool(problem: synthetic.Problem, best: SearchResult, aggregation: str
                 lengths=[len(beam.steps) for beam in best.finished],
                 scores={"prm": best.meta["scores"][aggregation]})
     return pool, np.array([g[1] for g in graded])
+
+
+def _add_run(correct, process, tokens, name, problem, result: SearchResult) -> None:
+    ok, right = _grade(problem, result.chosen.steps if result.chosen else None)
+    _add(correct, process, tokens, name, ok, right, result.generated_tokens)
 
 
 def _add(correct, process, tokens, name, ok, right, spent) -> None:

@@ -245,12 +245,15 @@ def train_baselines(trajectories: list[Trajectory], out_dir: Path, input_dim: in
 
 
 def baseline_scorers(model_dir: PathLike) -> dict[str, HeadScorer]:
-    """The content-free heads saved beside a model by ``train --baselines`` (none if absent)."""
+    """The content-free heads saved with a model by ``train --baselines`` (MODEL/baselines/NAME)
+    or beside it by the demo (its models/ folder: MODEL/../NAME); none if absent."""
     featurizers = {"length-only": length_features,
                    "random-features": lambda ts, dim: random_features(ts, dim, seed=1)}
     out = {}
     for name, featurize in featurizers.items():
         folder = Path(model_dir) / BASELINES_DIR / name
+        if not (folder / "config.json").exists():
+            folder = Path(model_dir).parent / name
         if (folder / "config.json").exists():
             head = PRMHead.from_pretrained(folder)
             if name == "random-features":

@@ -79,6 +79,7 @@ def add_parser(sub) -> None:
 def cmd_search(args) -> dict:
     from prmkit.scoring import load_scorer
     from prmkit.search_jobs import compare_searches, render, search_file
+    from prmkit.workflows import baseline_scorers
 
     config = stage_config(SearchConfig, width=args.width, expansions=args.expansions, n=args.n,
                           max_depth=args.max_depth, lam=args.lam, aggregation=args.aggregation,
@@ -90,7 +91,8 @@ def cmd_search(args) -> dict:
         out = check_output(args.out, folder=True) if args.out else None
         compare = stage_config(CompareConfig, problems=args.problems, search=config)
         results = compare_searches(load_scorer(args.scorer), compare,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress,
+                                   baselines=baseline_scorers(args.scorer))
         text = "\n".join(render(results)) + "\n"
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
