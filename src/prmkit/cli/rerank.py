@@ -74,7 +74,8 @@ def cmd_rerank(args) -> dict:
             print(describe(e))
         a = summary["accuracy"]
         if a is None:
-            print("no gold answers (outcome or meta.reference_answer): accuracy not measured")
+            print("accuracy not measured: it needs questions with at least two candidates "
+                  "whose gold is known (outcome, or meta.reference_answer)")
         else:
             left = f"; {a['left_out']} left out (one candidate, or gold unknown)" \
                 if a["left_out"] else ""
