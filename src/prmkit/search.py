@@ -11,11 +11,11 @@ beam is continued by ``expansions`` sampled next steps; equal steps from one bea
 
 with ``p`` the generator's probability of the step (``Completion.meta["logprob"]``; absent for
 generators that do not report it, when the term is 0) and ``PRM(step)`` the scorer's
-P(step correct | question, steps so far). ``lam = 0`` is plain likelihood beam search. The
-``width`` best candidates that state a final answer leave as finished solutions, and the
+P(step correct | question, steps so far). ``lam = 0`` is plain likelihood beam search. Those
+of the ``width`` best candidates that state a final answer leave as finished solutions, and the
 ``width`` best open ones are the next beams, so every depth spends the same budget (as in
-Hugging Face's search-and-learn). The search stops once ``width`` solutions have finished, or
-at ``max_depth``, where the open beams finish without an answer. Every beam at one depth has the
+Hugging Face's search-and-learn). The search stops once ``width`` solutions have finished, or at
+``max_depth``, where the open beams finish without an answer if none has finished. Every beam at one depth has the
 same number of steps, so raw scores compare fairly there; finished solutions of different
 lengths are compared by their score per step (a sum would favour short solutions), and the best
 of them is the answer.
