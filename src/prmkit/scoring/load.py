@@ -36,7 +36,8 @@ ACCEPTED = ("a folder saved by `prmkit train` (or its hub id); KIND:PATH with KI
 def load_scorer(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                 batch_size: int = 64, kind: str | None = None) -> Scorer:
     """The scorer ``name_or_path`` names (see the module docstring). ``cache_dir`` is the
-    embedding cache of prmkit's own models; published PRMs read the text, have none and ignore it."""
+    embedding cache of prmkit's own models; published PRMs read the text, have none and ignore
+    it."""
     name = str(name_or_path)
     prefix, colon, rest = name.partition(":")
     if colon and prefix in KINDS:

@@ -14,6 +14,7 @@ positions are unaffected because padding comes after every real token); forward 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 
 import torch
 
@@ -50,10 +51,12 @@ def ids_after(tokenizer, anchor: str, anchor_id: int, text: str) -> list[int]:
     return ids[1:]
 
 
-class TokenScorer:
-    """Batching shared by the published PRMs. A subclass says how a trajectory becomes ids
-    (``encode``) and how the model's outputs at the recorded positions become probabilities
-    (``read``)."""
+class TokenScorer(ABC):
+    """Batching and loading shared by the published PRMs. A subclass says how a trajectory
+    becomes ids (``encode``) and how the model's outputs at the recorded positions become
+    probabilities (``read``), and which transformers class loads it (``load_model``)."""
+
+    auto_class = "AutoModelForTokenClassification"
 
     def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int | None = None,
                  threshold: float | None = None):
@@ -61,13 +64,33 @@ class TokenScorer:
         self.batch_size, self.max_length, self.threshold = batch_size, max_length, threshold
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
+    @abstractmethod
     def encode(self, trajectory: Trajectory) -> Encoded:
-        raise NotImplementedError
+        """The ids of one solution and the position scoring each step."""
 
+    @abstractmethod
     def read(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
              cols: torch.Tensor) -> torch.Tensor:
         """P(step correct) at ``(rows[s], cols[s])`` of the batch. Shape: (B, L) inputs -> (S,)."""
-        raise NotImplementedError
+
+    @classmethod
+    def load_model(cls, name_or_path: str | os.PathLike, dtype: torch.dtype):
+        """The model behind the scorer (``auto_class``), from a folder or a hub id."""
+        import transformers
+
+        return getattr(transformers, cls.auto_class).from_pretrained(name_or_path, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, batch_size: int = 8,
+                        max_length: int | None = None, threshold: float | None = None,
+                        dtype: str = "float32", device: str = "cpu", **kwargs) -> "TokenScorer":
+        """Load the model and its tokenizer (a folder or a hub id); ``kwargs`` go to
+        ``__init__``."""
+        from transformers import AutoTokenizer
+
+        model = cls.load_model(name_or_path, _dtype(dtype))
+        return cls(model.to(device), AutoTokenizer.from_pretrained(name_or_path), batch_size,
+                   max_length, threshold, **kwargs)
 
     @torch.no_grad()
     def score_batch(self, trajectories: list[Trajectory]) -> list[StepScores]:
@@ -113,12 +136,6 @@ def _dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def _load_tokenizer(name_or_path: str | os.PathLike):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(name_or_path)
-
-
 class MathShepherdScorer(TokenScorer):
     """Math-Shepherd (peiyi9979/math-shepherd-mistral-7b-prm): a causal LM whose next-token
     logits at each step tag say "+" (good) or "-" (bad).
@@ -141,6 +158,8 @@ class MathShepherdScorer(TokenScorer):
     (B, L, vocab) logits are never built).
     """
 
+    auto_class = "AutoModelForCausalLM"
+
     def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int | None = None,
                  threshold: float | None = None, step_tag: str = "ки", good_token: str = "+",
                  bad_token: str = "-"):
@@ -153,18 +172,6 @@ class MathShepherdScorer(TokenScorer):
                               f"bad) with this tokenizer; it gives {len(pair)}: {pair}")
         self.good_id, self.bad_id = pair
         self.before_ids = special_tokens_around(tokenizer)[0]
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, batch_size: int = 8,
-                        max_length: int | None = None, threshold: float | None = None,
-                        dtype: str = "float32", device: str = "cpu",
-                        **kwargs) -> "MathShepherdScorer":
-        """Load the LM and its tokenizer (a folder or a hub id); ``kwargs`` go to ``__init__``."""
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=_dtype(dtype))
-        return cls(model.to(device), _load_tokenizer(name_or_path), batch_size, max_length,
-                   threshold, **kwargs)
 
     def encode(self, trajectory: Trajectory) -> Encoded:
         steps = trajectory.steps
@@ -216,25 +223,21 @@ class QwenPRMScorer(TokenScorer):
         self.system, self.step_separator = system, step_separator
         self.sep_id = single_token(tokenizer, step_separator, "step separator")
 
+    # Qwen's own PRMs need their remote code, as the card loads them (a trust decision: set it
+    # to False on a subclass to refuse it)
+    trust_remote_code = True
+
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, batch_size: int = 8,
-                        max_length: int | None = None, threshold: float | None = None,
-                        dtype: str = "float32", device: str = "cpu",
-                        trust_remote_code: bool = True, **kwargs) -> "QwenPRMScorer":
-        """Load the model and tokenizer (a folder or a hub id). Qwen's own PRMs need their remote
-        code (``AutoModel``, ``trust_remote_code=True``, as the card loads them); a folder whose
-        config names a ``*ForTokenClassification`` loads without it."""
+    def load_model(cls, name_or_path: str | os.PathLike, dtype: torch.dtype):
+        """``AutoModel`` with the remote code, as the card loads it; a folder whose config names
+        a ``*ForTokenClassification`` loads without it."""
         from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 
-        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        remote = cls.trust_remote_code
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=remote)
         if any(a.endswith("ForTokenClassification") for a in config.architectures or []):
-            model = AutoModelForTokenClassification.from_pretrained(name_or_path,
-                                                                    dtype=_dtype(dtype))
-        else:
-            model = AutoModel.from_pretrained(name_or_path, dtype=_dtype(dtype),
-                                              trust_remote_code=trust_remote_code)
-        return cls(model.to(device), _load_tokenizer(name_or_path), batch_size, max_length,
-                   threshold, **kwargs)
+            return AutoModelForTokenClassification.from_pretrained(name_or_path, dtype=dtype)
+        return AutoModel.from_pretrained(name_or_path, dtype=dtype, trust_remote_code=remote)
 
     def _around(self, question: str) -> tuple[list[int], str, str]:
         """(ids before the text, text before the steps, text after them) for one question."""
@@ -301,18 +304,6 @@ class TokenClassificationScorer(TokenScorer):
             raise PrmkitError(f"a token-classification PRM has 1 or 2 labels; this model has "
                               f"{self.num_labels}")
         self.separator_ids = tokenizer.encode(separator, add_special_tokens=False)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, batch_size: int = 8,
-                        max_length: int | None = None, threshold: float | None = None,
-                        dtype: str = "float32", device: str = "cpu",
-                        **kwargs) -> "TokenClassificationScorer":
-        """Load the model (``AutoModelForTokenClassification``) and its tokenizer."""
-        from transformers import AutoModelForTokenClassification
-
-        model = AutoModelForTokenClassification.from_pretrained(name_or_path, dtype=_dtype(dtype))
-        return cls(model.to(device), _load_tokenizer(name_or_path), batch_size, max_length,
-                   threshold, **kwargs)
 
     def encode(self, trajectory: Trajectory) -> Encoded:
         bos = self.tokenizer.bos_token_id
