@@ -25,6 +25,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
 
 FORMATS = ["jsonl", "prm800k", "math-shepherd", "trl", "processbench", "champ"]
 
+# What --scorer (and MODEL of score and eval) takes: anything ``scoring.load_scorer`` loads.
+SCORER_HELP = ("folder written by `prmkit train` (or its hub id), or a published PRM: KIND:PATH "
+               "(math-shepherd, qwen-prm, token-classification) or a known hub id")
+
 
 def command(sub, name: str, help: str, description: str | None = None,
             epilog: str | None = None):

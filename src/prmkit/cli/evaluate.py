@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from prmkit.cli.common import FORMATS, add_common, add_format, cache_dir, command
+from prmkit.cli.common import (SCORER_HELP, FORMATS, add_common, add_format,
+                               cache_dir, command)
 
 EXAMPLES = """examples:
   prmkit eval runs/m processbench/ --format processbench --out runs/m-eval
@@ -13,9 +14,7 @@ def add_parser(sub) -> None:
     p = command(sub, "eval", "every metric the data support (first-error F1, step AUROC and "
                 "F1, ECE, agreement with the labels), per split, beside content-free baselines",
                 epilog=EXAMPLES)
-    p.add_argument("model", help="folder written by `prmkit train` (or its hub id), or a "
-                   "published PRM: KIND:PATH (math-shepherd, qwen-prm, token-classification) "
-                   "or a known hub id")
+    p.add_argument("model", help=SCORER_HELP)
     p.add_argument("data", help="labelled trajectories: a file, or a folder of splits "
                    "(ProcessBench: one file per split)")
     add_format(p)

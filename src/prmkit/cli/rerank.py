@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from prmkit.cli.common import add_common, add_format, cache_dir, command, stage_config
+from prmkit.cli.common import (SCORER_HELP, add_common, add_format, cache_dir,
+                               command, stage_config)
 from prmkit.embed import describe
 from prmkit.rerank import RANKING, RerankConfig
 
@@ -33,10 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("data", help="candidate solutions, one record each (several per question; "
                    "answer from the record's answer field, else the last step)")
     add_format(p)
-    p.add_argument("--scorer", required=True, metavar="NAME_OR_PATH",
-                   help="folder written by `prmkit train` (or its hub id), or a published "
-                        "PRM: KIND:PATH (math-shepherd, qwen-prm, token-classification) or a "
-                        "known hub id")
+    p.add_argument("--scorer", required=True, metavar="NAME_OR_PATH", help=SCORER_HELP)
     p.add_argument("--out", required=True, help="one JSON line per question: its candidates' "
                    "record indices, answers, scores and each rule's pick")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from prmkit.cli.common import add_common, add_format, cache_dir, command
+from prmkit.cli.common import SCORER_HELP, add_common, add_format, cache_dir, command
 from prmkit.embed import describe
 
 EXAMPLES = """examples:
@@ -16,9 +16,7 @@ EXAMPLES = """examples:
 def add_parser(sub) -> None:
     p = command(sub, "score", "score trajectories with a trained PRM: per-step probabilities "
                 "and every aggregate", epilog=EXAMPLES)
-    p.add_argument("model", help="folder written by `prmkit train` (or its hub id), or a "
-                   "published PRM: KIND:PATH (math-shepherd, qwen-prm, token-classification) "
-                   "or a known hub id")
+    p.add_argument("model", help=SCORER_HELP)
     p.add_argument("data", help="trajectories (labels are ignored)")
     add_format(p)
     p.add_argument("--out", help="write one JSON line per trajectory here")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prmkit._io import atomic_open, check_output, write_json
-from prmkit.cli.common import add_common, command, stage_config
+from prmkit.cli.common import SCORER_HELP, add_common, command, stage_config
 from prmkit.errors import PrmkitError
 from prmkit.rerank import RANKING
 from prmkit.search import METHODS, SearchConfig
@@ -35,10 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("data", nargs="?", default=None, help="questions, one JSON object a line "
                    "with a \"question\" (prmkit records work; the world's solver needs its "
                    "records' meta.problem_id)")
-    p.add_argument("--scorer", required=True, metavar="NAME_OR_PATH",
-                   help="folder written by `prmkit train` (or its hub id), or a published "
-                        "PRM: KIND:PATH (math-shepherd, qwen-prm, token-classification) or a "
-                        "known hub id")
+    p.add_argument("--scorer", required=True, metavar="NAME_OR_PATH", help=SCORER_HELP)
     p.add_argument("--method", choices=METHODS, default="beam", help="beam: step-level beam "
                    "search; dvts: n/width greedy subtrees; best_of_n: n whole samples, the "
                    "PRM's pick")
