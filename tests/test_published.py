@@ -284,9 +284,9 @@ def test_load_scorer_dispatch(folders, tmp_path, monkeypatch):
     calls = []
     for cls in published.PUBLISHED.values():
         monkeypatch.setattr(cls, "from_pretrained", classmethod(
-            lambda cls, name, batch_size: calls.append((cls.__name__, name)) or "loaded"))
+            lambda cls, name, batch_size, device: calls.append((cls.__name__, name)) or "loaded"))
     monkeypatch.setattr(PRM, "from_pretrained", classmethod(
-        lambda cls, name, cache_dir, batch_size: calls.append(("PRM", name, cache_dir))))
+        lambda cls, name, cache_dir, batch_size, device: calls.append(("PRM", name, cache_dir))))
 
     def folder(name, config):
         (tmp_path / name).mkdir()

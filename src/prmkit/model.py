@@ -143,15 +143,17 @@ class PRMHead(nn.Module):
 
     # --- persistence -------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | os.PathLike, training: dict | None = None) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, training: dict | None = None,
+                        finetune: dict | None = None) -> None:
         """Write ``model.safetensors`` then ``config.json`` (the config marks a complete save):
-        one section per stage (``CONFIG_FORMAT``), ``training`` the training settings."""
+        one section per stage (``CONFIG_FORMAT``), ``training`` the training settings,
+        ``finetune`` how the backbone saved beside the head was fine-tuned (``train/finetune.py``)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         atomic_save(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp))
         write_json(directory / CONFIG_NAME,
-                   config_sections(self.config, training, self.calibration))
+                   config_sections(self.config, training, self.calibration, finetune))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike,
@@ -231,27 +233,31 @@ class EnsembleHead(nn.Module):
 # config.json, format 2: {"model_type": "prmkit", "format": 2, "prmkit_version": ...,
 #   "head": {input_dim, hidden_size, ...}, "embedding": {"config": EmbedConfig fields,
 #   "fingerprint": Backbone.fingerprint, "backbone_path": absolute path or null},
-#   "training": TrainConfig fields or null, "calibration": Calibration fields}. Format 1 was
+#   "training": TrainConfig fields or null, "calibration": Calibration fields, "finetune":
+#   FinetuneConfig fields, only for a head saved with its fine-tuned backbone}. Format 1 was
 #   {"prmkit_head": PRMConfig fields}; a format-2 folder without "calibration" reads as T = 1.
 CONFIG_FORMAT = 2
 MODEL_TYPE = "prmkit"
 _HEAD_KEYS = ("input_dim", "hidden_size", "num_layers", "num_heads", "dropout", "max_steps",
               "causal", "target", "head_type", "aux_outcome", "aux_next_step", "ensemble")
 _TOP_KEYS = ("model_type", "format", "prmkit_version", "head", "embedding", "training",
-             "calibration")
+             "calibration", "finetune")
 _EMBEDDING_KEYS = ("config", "fingerprint", "backbone_path")
 
 
 def config_sections(config: PRMConfig, training: dict | None = None,
-                    calibration: Calibration | None = None) -> dict:
+                    calibration: Calibration | None = None, finetune: dict | None = None) -> dict:
     from prmkit import __version__
 
     values = asdict(config)
-    return {"model_type": MODEL_TYPE, "format": CONFIG_FORMAT, "prmkit_version": __version__,
-            "head": {k: values[k] for k in _HEAD_KEYS},
-            "embedding": {"config": config.embed, "fingerprint": config.backbone_fingerprint,
-                          "backbone_path": config.backbone_path},
-            "training": training, "calibration": asdict(calibration or Calibration())}
+    sections = {"model_type": MODEL_TYPE, "format": CONFIG_FORMAT, "prmkit_version": __version__,
+                "head": {k: values[k] for k in _HEAD_KEYS},
+                "embedding": {"config": config.embed, "fingerprint": config.backbone_fingerprint,
+                              "backbone_path": config.backbone_path},
+                "training": training, "calibration": asdict(calibration or Calibration())}
+    if finetune is not None:
+        sections["finetune"] = finetune
+    return sections
 
 
 def read_config(directory: str | os.PathLike) -> PRMConfig:

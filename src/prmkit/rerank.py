@@ -236,16 +236,16 @@ def accuracy(pools: list[Pool], rules: dict[str, Method], ns: list[int], config:
 def rerank_file(data: PathLike, scorer: str | PathLike | Scorer, out: PathLike,
                 config: RerankConfig = RerankConfig(), format: str = "jsonl",
                 cache_dir: PathLike | None | bool = None, batch_size: int = 64,
-                overwrite: bool = False, progress: bool = True) -> dict:
+                overwrite: bool = False, progress: bool = True, device="cpu") -> dict:
     """``prmkit rerank``: ``rerank`` on a file of candidates, rows written to ``out`` (JSONL,
     atomically; an existing file is replaced only with ``overwrite``). ``scorer`` is a
-    ``Scorer`` or what ``load_scorer`` loads; a ``PRM`` embeds through the cache in
-    ``cache_dir`` (None: the default folder; False: none). Returns the summary."""
+    ``Scorer`` or what ``load_scorer`` loads (on ``device``); a ``PRM`` embeds through the cache
+    in ``cache_dir`` (None: the default folder; False: none). Returns the summary."""
     inputs = [data] + ([scorer] if isinstance(scorer, (str, os.PathLike)) else [])
     check_output(out, inputs, overwrite)
     trajectories, locations = _trajectories(data, format)
     if isinstance(scorer, (str, os.PathLike)):
-        name, scorer = str(scorer), load_scorer(scorer, batch_size=batch_size)
+        name, scorer = str(scorer), load_scorer(scorer, batch_size=batch_size, device=device)
     else:
         name = type(scorer).__name__
     if isinstance(scorer, PRM):

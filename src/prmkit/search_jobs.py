@@ -102,10 +102,11 @@ def read_questions(path: str | os.PathLike) -> list[Question]:
 def search_file(data: str | os.PathLike, scorer: Scorer | str, out: str | os.PathLike,
                 method: str = "beam", config: SearchConfig = SearchConfig(),
                 generator: str = "solver", model: str | None = None, url: str | None = None,
-                overwrite: bool = False, progress: bool = True) -> dict:
+                overwrite: bool = False, progress: bool = True, device="cpu") -> dict:
     """Search every question of ``data`` (``read_questions``) and write one JSONL row per
     question to ``out``: the chosen solution with its step probabilities, answer and score,
-    every finished candidate, and the generated tokens. Returns a summary."""
+    every finished candidate, and the generated tokens. Returns a summary. ``device``: where
+    the scorer (when named) and a Hugging Face generator run."""
     from prmkit._io import atomic_open, check_output
     from prmkit.errors import PrmkitError
     from prmkit.scoring import load_scorer
@@ -114,10 +115,10 @@ def search_file(data: str | os.PathLike, scorer: Scorer | str, out: str | os.Pat
     out = check_output(out, [data], overwrite)
     questions = read_questions(data)
     if isinstance(scorer, str):
-        scorer = load_scorer(scorer)
+        scorer = load_scorer(scorer, device=device)
     try:
         gen = make_generator(generator, questions if generator == "solver" else None,
-                             model, url)
+                             model, url, device=device)
     except PrmkitError as e:
         raise PrmkitError(f"{data}: {e}") from None
     count = token_counter(scorer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prmkit import distributed
 from prmkit.scoring.aggregate import AGGREGATIONS
 from prmkit.baselines import length_features, random_features
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
@@ -78,13 +80,16 @@ def _cache(backbone: Backbone, cache_dir: PathLike | None | bool) -> EmbeddingCa
 def embed_data(data: PathLike | list[Trajectory], embed: EmbedConfig = EmbedConfig(),
                cache_dir: PathLike | None = None, progress: bool = True,
                shard_trajectories: int = 2048, locations: list[Location] | None = None,
-               format: str = "jsonl"):
-    """Embed (and cache) every step of a data set. Returns (backbone, features, report).
+               format: str = "jsonl", device="cpu"):
+    """Embed (and cache) every step of a data set, the backbone on ``device``. Returns
+    (backbone, features, report).
 
     Each shard of ``shard_trajectories`` is written as soon as it is done, so an interrupted run
-    started again recomputes nothing already written."""
+    started again recomputes nothing already written. Under torchrun the processes share the
+    shards out (``embed_trajectories``) and each returns every trajectory's features."""
+    distributed.init()
     trajectories, found = _trajectories(data, format)
-    backbone = Backbone(embed)
+    backbone = Backbone(embed, device=device)
     features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
                                           progress=progress, shard_trajectories=shard_trajectories,
                                           locations=found or locations)
@@ -96,7 +101,7 @@ def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers
                    config: TrainConfig = TrainConfig(epochs=10, lr=1e-3, patience=3,
                                                      val_fraction=0.2),
                    seeds: tuple[int, ...] = (0, 1, 2, 3, 4), progress: bool = True,
-                   format: str = "jsonl") -> list[dict]:
+                   format: str = "jsonl", device="cpu") -> list[dict]:
     """Which layer of the backbone serves a PRM best: read every layer in one pass (cached),
     train a small head on each layer's vectors with each seed (each seed draws its own question
     split), and report validation step AUROC, mean and spread over seeds: one seed is noise.
@@ -104,7 +109,7 @@ def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers
     trajectories, locations = _trajectories(data, format)
     head = head or {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
     # One pass reads every layer (their vectors side by side); each layer's slice is then scored.
-    backbone = Backbone(replace(embed, layer=tuple(layers), features="hidden"))
+    backbone = Backbone(replace(embed, layer=tuple(layers), features="hidden"), device=device)
     features, _ = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
                                      progress=progress, locations=locations)
     width = backbone.model_hidden_size
@@ -141,25 +146,30 @@ def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,
               config: TrainConfig = TrainConfig(), cache_dir: PathLike | None = None,
               progress: bool = True, overwrite: bool = False,
               keep_checkpoint: bool = False, format: str = "jsonl",
-              baselines: bool = False) -> dict:
+              baselines: bool = False, device: str = "cpu") -> dict:
     """Embed the data (through the cache), train a head on it, save it to ``out_dir``.
 
     ``head`` overrides ``PRMConfig`` fields (hidden_size, num_layers, num_heads, dropout,
     max_steps, causal). ``out_dir`` is checked and locked before any embedding; a model already
     there is replaced only with ``overwrite`` (``train``). With ``baselines``, the same head is
     trained on content-free features too (``train_baselines``), for ``prmkit eval`` to report
-    beside the model. Returns the training summary, with the embedding report under "embedding".
+    beside the model. ``device`` is where the backbone embeds and the head trains. Under
+    torchrun every process runs this: they share the embedding and the batches, rank 0 writes
+    ``out_dir``. Returns the training summary, with the embedding report under "embedding".
     """
+    distributed.init()
     out_dir = check_output(out_dir, _inputs(data), folder=True)
     check_out_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(out_dir, wait=False, busy="another prmkit train is writing there"):
+    # under torchrun rank 0 holds the folder for all (the others would find it locked)
+    with (file_lock(out_dir, wait=False, busy="another prmkit train is writing there")
+          if distributed.is_main() else contextlib.nullcontext()):
         return _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrite,
-                          keep_checkpoint, format, baselines)
+                          keep_checkpoint, format, baselines, device)
 
 
 def _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrite,
-               keep_checkpoint, format, baselines) -> dict:
+               keep_checkpoint, format, baselines, device) -> dict:
     trajectories, locations = _trajectories(data, format)
     head = dict(head or {})
     try:  # check the head's settings now, not after an embedding run that may take an hour
@@ -168,11 +178,11 @@ def _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrit
         raise PrmkitError(str(e)) from None
     check_steps(trajectories, locations, max_steps, "raise max_steps (--max-steps) or split it")
     backbone, features, report = embed_data(trajectories, embed, cache_dir, progress,
-                                            locations=locations)
+                                            locations=locations, device=device)
     model_config = PRMConfig(input_dim=backbone.hidden_size, target=config.target,
                              **backbone.head_settings(), **head)
     summary = train(trajectories, features, model_config, config, out_dir, progress=progress,
-                    overwrite=overwrite, keep_checkpoint=keep_checkpoint)
+                    overwrite=overwrite, keep_checkpoint=keep_checkpoint, device=device)
     if baselines:
         summary["baselines"] = train_baselines(trajectories, out_dir, backbone.hidden_size, head,
                                                config)
@@ -183,7 +193,7 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
                out: PathLike | None = None, cache_dir: PathLike | None = None,
                batch_size: int = 64, progress: bool = True,
                overwrite: bool = False, format: str = "jsonl",
-               flag_errors: bool = False) -> tuple[list[dict], dict]:
+               flag_errors: bool = False, device="cpu") -> tuple[list[dict], dict]:
     """Per-step probabilities and every aggregate for each trajectory, by the model
     ``model_dir`` names (anything ``load_scorer`` takes: a prmkit model or a published PRM).
 
@@ -194,7 +204,7 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
     if out is not None:
         check_output(out, _inputs(data, model_dir), overwrite)
     trajectories, locations = _trajectories(data, format)
-    prm = load_scorer(model_dir, batch_size=batch_size)
+    prm = load_scorer(model_dir, batch_size=batch_size, device=device)
     if flag_errors and prm.threshold is None:
         raise PrmkitError(f"{model_dir} has no saved first-error threshold (it was trained "
                           "without a validation split, or without calibration)")
@@ -281,7 +291,7 @@ def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
                threshold: float | None = None, threshold_from: PathLike | None = None,
                dev_format: str | None = None, out: PathLike | None = None,
                cache_dir: PathLike | None | bool = None, progress: bool = True,
-               overwrite: bool = False) -> dict:
+               overwrite: bool = False, device="cpu") -> dict:
     """Score ``data`` with a saved PRM and its saved content-free baselines; every metric the
     data support (``evaluate.evaluate``), per split and averaged. The first-error threshold is
     ``threshold`` if given, else chosen on ``threshold_from`` (a dev set) for each scorer, else
@@ -298,7 +308,7 @@ def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
     if out is not None:
         out = check_output(out, _inputs(data, model_dir), folder=True)
     splits = load_splits(data, format)
-    prm = load_scorer(model_dir)
+    prm = load_scorer(model_dir, device=device)
     if isinstance(prm, PRM):
         prm.cache = _cache(prm.backbone, cache_dir)
     scorers = {"PRM": prm, **baseline_scorers(model_dir)}
@@ -387,8 +397,9 @@ def label_data(data: PathLike, out: PathLike, strategy: str, format: str = "json
 
 
 def make_generator(kind: str, trajectories: list[Trajectory] | None = None,
-                   model: str | None = None, url: str | None = None):
-    """A ``Generator`` by name: "solver" (for demo-world records), "hf", "http"."""
+                   model: str | None = None, url: str | None = None, device="cpu"):
+    """A ``Generator`` by name: "solver" (for demo-world records), "hf" (on ``device``),
+    "http"."""
     if kind == "solver":
         from prmkit.generate.solver import SolverGenerator, problems_for
 
@@ -400,7 +411,7 @@ def make_generator(kind: str, trajectories: list[Trajectory] | None = None,
     if kind == "hf":
         from prmkit.generate.hf import HFGenerator
 
-        return HFGenerator(model or "smollm2")
+        return HFGenerator(model or "smollm2", device=device)
     if kind == "http":
         from prmkit.generate.openai_http import OpenAIGenerator
 

@@ -69,6 +69,19 @@ def add_embed_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
 
 
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="where models run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N "
+                        "or mps; under torchrun, each process takes cuda:LOCAL_RANK")
+
+
+def device(args):
+    """The ``torch.device`` that ``--device`` names (an unavailable one is a user error)."""
+    from prmkit.devices import resolve_device
+
+    return resolve_device(args.device)
+
+
 def stage_config(cls, **kwargs):
     """Build a stage config; its range checks become user errors (exit 2)."""
     try:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prmkit.cli.common import (add_common, add_embed_args, add_format, cache_dir, command,
-                               embed_config)
+from prmkit.cli.common import (add_common, add_device, add_embed_args, add_format, cache_dir,
+                               command, device, embed_config)
 from prmkit.embed import describe
 from prmkit.errors import PrmkitError
 
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
                         "the deepest), train a small head per layer with 5 seeds (each its own "
                         "20%% question split), report validation step AUROC")
     add_embed_args(p)
+    add_device(p)
     add_common(p)
 
 
@@ -35,7 +36,8 @@ def cmd_embed(args) -> dict:
     config = embed_config(args)
     if args.layers:
         rows = compare_layers(args.data, config, args.layers, cache_dir(args),
-                              progress=not args.no_progress, format=args.format)
+                              progress=not args.no_progress, format=args.format,
+                              device=device(args))
         if not args.json:
             print(f"{'layer':>16} {'val step AUROC':>15} {'(std, 5 seeds)':>15} {'val loss':>9}")
             for r in rows:
@@ -43,7 +45,8 @@ def cmd_embed(args) -> dict:
                       f"{r['val_step_auroc_std']:>15.3f} {r['val_loss']:>9.4f}")
         return {"layers": rows}
     _, _, report = embed_data(args.data, config, cache_dir(args), progress=not args.no_progress,
-                              shard_trajectories=args.shard_size, format=args.format)
+                              shard_trajectories=args.shard_size, format=args.format,
+                              device=device(args))
     if not args.json:
         print(describe(report))
     return report

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prmkit.cli.common import (SCORER_HELP, FORMATS, add_common, add_format,
-                               cache_dir, command)
+from prmkit.cli.common import (SCORER_HELP, FORMATS, add_common, add_device, add_format,
+                               cache_dir, command, device)
 
 EXAMPLES = """examples:
   prmkit eval runs/m processbench/ --format processbench --out runs/m-eval
@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
                    help="write eval.json, eval.md and reliability.png here")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    add_device(p)
     add_common(p)
 
 
@@ -40,7 +41,7 @@ def cmd_eval(args) -> dict:
 
     report = eval_model(args.model, args.data, args.format, args.threshold, args.threshold_from,
                         args.dev_format, args.out, cache_dir(args),
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, device=device(args))
     if not args.json:
         print("\n".join(markdown(report)))
         if args.out:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prmkit.cli.common import (SCORER_HELP, add_common, add_format, cache_dir,
-                               command, stage_config)
+from prmkit.cli.common import (SCORER_HELP, add_common, add_device, add_format, cache_dir,
+                               command, device, stage_config)
 from prmkit.embed import describe
 from prmkit.rerank import RANKING, RerankConfig
 
@@ -47,6 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="trajectories per head batch")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    add_device(p)
     add_common(p)
 
 
@@ -57,7 +58,7 @@ def cmd_rerank(args) -> dict:
                           ns=tuple(args.n) if args.n else None)
     summary = rerank_file(args.data, args.scorer, args.out, config, args.format,
                           cache_dir(args), args.batch_size, overwrite=args.overwrite,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, device=device(args))
     if not args.json:
         single = summary["single_candidate"]
         print(f"reranked {summary['candidates']} candidates of {summary['questions']} questions"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from prmkit.cli.common import SCORER_HELP, add_common, add_format, cache_dir, command
+from prmkit.cli.common import (SCORER_HELP, add_common, add_device, add_format, cache_dir,
+                               command, device)
 from prmkit.embed import describe
 
 EXAMPLES = """examples:
@@ -27,6 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="trajectories per head batch")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    add_device(p)
     add_common(p)
 
 
@@ -36,7 +38,7 @@ def cmd_score(args) -> dict:
     rows, report = score_data(args.model, args.data, args.out, cache_dir(args),
                               args.batch_size, progress=not args.no_progress,
                               overwrite=args.overwrite, format=args.format,
-                              flag_errors=args.flag_errors)
+                              flag_errors=args.flag_errors, device=device(args))
     if args.json and not args.out:
         for row in rows:
             print(json.dumps(row, allow_nan=False))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from prmkit._io import atomic_open, check_output, write_json
-from prmkit.cli.common import SCORER_HELP, add_common, command, stage_config
+from prmkit.cli.common import (SCORER_HELP, add_common, add_device, command, device,
+                               stage_config)
 from prmkit.errors import PrmkitError
 from prmkit.rerank import RANKING
 from prmkit.search import METHODS, SearchConfig
@@ -70,6 +71,7 @@ def add_parser(sub) -> None:
                    "budget, with intervals (no DATA)")
     g.add_argument("--problems", type=int, default=CompareConfig().problems,
                    help="held-out world problems for --compare")
+    add_device(p)
     add_common(p)
 
 
@@ -87,7 +89,7 @@ def cmd_search(args) -> dict:
                               "and no --generator")
         out = check_output(args.out, folder=True) if args.out else None
         compare = stage_config(CompareConfig, problems=args.problems, search=config)
-        results = compare_searches(load_scorer(args.scorer), compare,
+        results = compare_searches(load_scorer(args.scorer, device=device(args)), compare,
                                    progress=not args.no_progress,
                                    baselines=baseline_scorers(args.scorer))
         text = "\n".join(render(results)) + "\n"
@@ -102,7 +104,8 @@ def cmd_search(args) -> dict:
     if args.data is None or args.out is None:
         raise PrmkitError("give DATA (questions) and --out, or --compare")
     summary = search_file(args.data, args.scorer, args.out, args.method, config, args.generator,
-                          args.model, args.url, args.overwrite, progress=not args.no_progress)
+                          args.model, args.url, args.overwrite, progress=not args.no_progress,
+                          device=device(args))
     if not args.json:
         print(f"{args.method}: {summary['answered']} of {summary['questions']} questions "
               f"answered, {summary['generated_tokens_per_question']:.0f} generated tokens a "

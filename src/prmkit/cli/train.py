@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from prmkit.cli.common import (add_common, add_embed_args, add_format, cache_dir, command,
-                               embed_config, stage_config)
+from prmkit.cli.common import (add_common, add_device, add_embed_args, add_format, cache_dir,
+                               command, device, embed_config, stage_config)
+from prmkit.errors import PrmkitError
 from prmkit.embed import describe
 from prmkit.train import TrainConfig
 
 EXAMPLES = """examples:
   prmkit train examples/quickstart.jsonl --out runs/quick
   prmkit train prm800k/phase2_train.jsonl --format prm800k --out runs/prm800k --epochs 20
-  prmkit train data.jsonl --out runs/minilm --backbone minilm --context none"""
+  prmkit train data.jsonl --out runs/minilm --backbone minilm --context none
+  prmkit train data.jsonl --out runs/lora --finetune lora --device cuda --max-minutes 30"""
 
 
 def add_parser(sub) -> None:
@@ -27,7 +29,9 @@ def add_parser(sub) -> None:
     _add_training(p, d)
     _add_tricks(p, d)
     _add_head(p)
+    _add_finetune(p)
     add_embed_args(p)
+    add_device(p)
     add_common(p)
 
 
@@ -101,6 +105,40 @@ def _add_head(p: argparse.ArgumentParser) -> None:
                    help="let steps attend to later steps (the spec's option; default is causal)")
 
 
+def _add_finetune(p: argparse.ArgumentParser) -> None:
+    from prmkit.train.finetune import DEFAULT_BACKBONE_LR, FinetuneConfig
+
+    d = FinetuneConfig()
+    f = p.add_argument_group("fine-tuning the backbone (README, \"Fine-tuning the backbone\")")
+    f.add_argument("--finetune", choices=("lora", "full"), default=None,
+                   help="train the backbone with the head, one pass per solution: lora "
+                        "(adapters on the layers below the one read, through peft) or full "
+                        "(every weight, float32); default: frozen backbone, cached vectors")
+    f.add_argument("--lora-rank", type=int, default=d.lora_rank, help="LoRA rank r")
+    f.add_argument("--lora-alpha", type=float, default=d.lora_alpha,
+                   help="LoRA alpha (the update is scaled by alpha / r)")
+    f.add_argument("--lora-dropout", type=float, default=d.lora_dropout, help="LoRA dropout (default: 0)")
+    f.add_argument("--lora-targets", nargs="+", default=None, metavar="NAME",
+                   help="linear layers to adapt, by name (e.g. q_proj v_proj; default: every "
+                        "linear layer of the adapted blocks)")
+    f.add_argument("--backbone-lr", type=float, default=None,
+                   help="learning rate of the backbone's weights (default: "
+                        + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_BACKBONE_LR.items())
+                        + "; --lr is the head's)")
+    f.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass: less memory, more time")
+    f.add_argument("--grad-accum", type=int, default=d.grad_accum,
+                   help="run each batch as at least this many micro-batches, gradients "
+                        "accumulated (the same gradient, less memory)")
+    f.add_argument("--micro-batch-tokens", type=int, default=d.micro_batch_tokens,
+                   help="padded tokens per micro-batch (solutions grouped by length)")
+    f.add_argument("--max-minutes", type=float, default=None,
+                   help="stop training after this many minutes (the best weights so far are "
+                        "kept)")
+    f.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="optimizer steps between validations (0: once an epoch)")
+
+
 def tricks(args) -> dict:
     """The training tricks set on the command line, as TrainConfig fields."""
     return {"label_smoothing": args.label_smoothing, "focal_gamma": args.focal_gamma,
@@ -121,10 +159,12 @@ def cmd_train(args) -> dict:
     head = {"hidden_size": args.hidden_size, "num_layers": args.num_layers,
             "num_heads": args.num_heads, "dropout": args.dropout, "max_steps": args.max_steps,
             "causal": not args.bidirectional, "head_type": args.head}
+    if args.finetune:
+        return _finetune(args, config, head)
     summary = train_prm(args.data, args.out, embed_config(args), head, config, cache_dir(args),
                         progress=not args.no_progress, overwrite=args.overwrite,
                         keep_checkpoint=args.keep_checkpoint, format=args.format,
-                        baselines=args.baselines)
+                        baselines=args.baselines, device=device(args))
     if not args.json:
         print(describe(summary["embedding"]))
         if summary.get("resumed_from"):
@@ -151,5 +191,38 @@ def cmd_train(args) -> dict:
                   f"ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}; first-error threshold "
                   + ("none (no item with a known first error)" if threshold is None else
                      f"{threshold:.3g} (F1 {c['threshold_f1']:.3f})"))
+        print(f"saved to {summary['out']}")
+    return summary
+
+
+def _finetune(args, config: TrainConfig, head: dict) -> dict:
+    from prmkit.train.finetune import FinetuneConfig, finetune_prm
+
+    if args.baselines:
+        raise PrmkitError("--baselines trains heads on cached features; train them with a "
+                          "frozen run (prmkit train --baselines) and compare in prmkit eval")
+    ft = stage_config(FinetuneConfig, mode=args.finetune, lora_rank=args.lora_rank,
+                      lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                      lora_targets=tuple(args.lora_targets) if args.lora_targets else None,
+                      backbone_lr=args.backbone_lr,
+                      gradient_checkpointing=args.gradient_checkpointing,
+                      grad_accum=args.grad_accum, micro_batch_tokens=args.micro_batch_tokens,
+                      max_minutes=args.max_minutes,
+                      eval_every=args.eval_every)
+    summary = finetune_prm(args.data, args.out, embed_config(args), head, config, ft,
+                           progress=not args.no_progress, overwrite=args.overwrite,
+                           format=args.format, device=device(args))
+    if not args.json:
+        last = next((h for h in reversed(summary["history"]) if "val_loss" in h), None)
+        line = (f"fine-tuned {ft.mode} ({summary['trainable_backbone_parameters']:,} backbone "
+                f"parameters trained): {summary['optimizer_steps']} steps in "
+                f"{summary['minutes']:.1f} min, stopped by {summary['stopped_by']}, best step "
+                f"{summary['best_step']}")
+        if last is not None:
+            best = min((h for h in summary["history"] if "val_loss" in h),
+                       key=lambda h: h["val_loss"])
+            line += (f", val loss {best['val_loss']:.4f}, val step AUROC "
+                     f"{best['val_step_auroc']:.3f}")
+        print(line)
         print(f"saved to {summary['out']}")
     return summary

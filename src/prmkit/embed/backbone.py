@@ -36,8 +36,11 @@ counted in ``EmbedStats.truncated_steps``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import inspect
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -140,9 +143,16 @@ def _blocks(model, num_layers: int) -> torch.nn.ModuleList:
 
 
 class Backbone:
-    """A tokenizer and a model behind the step-end contract. The model loads on first use."""
+    """A tokenizer and a model behind the step-end contract. The model loads on first use.
 
-    def __init__(self, config: EmbedConfig):
+    ``device``: where the model runs (a ``torch.device`` or its name; step vectors always come
+    back to the CPU). ``adapter``: a folder of LoRA weights (``peft``) laid over the model, as
+    ``prmkit train --finetune lora`` saves them; its hash joins the fingerprint, so a fine-tuned
+    backbone never shares a cache entry with the frozen one.
+    """
+
+    def __init__(self, config: EmbedConfig, device: str | torch.device = "cpu",
+                 adapter: str | Path | None = None):
         from transformers import AutoConfig, AutoTokenizer
 
         defaults = BACKBONE_DEFAULTS.get(config.backbone, {})
@@ -190,6 +200,11 @@ class Backbone:
             # positions anyway, and leaving it out in both modes keeps them equal.
             self.suffix_ids = []
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.device = torch.device(device)
+        self.adapter = Path(adapter) if adapter is not None else None
+        if self.adapter is not None and not (self.adapter / "adapter_config.json").is_file():
+            raise PrmkitError(f"{self.adapter} is not a LoRA adapter folder (no "
+                              "adapter_config.json)")
         self._model = None
         self._fingerprint = None
         self._piece_ids: dict[str, list[int]] = {}  # questions and steps recur across a pool
@@ -255,6 +270,8 @@ class Backbone:
                 "features": self.config.features,
                 "hidden_size": self.hidden_size,
             }
+            if self.adapter is not None:
+                self._fingerprint["adapter_sha256"] = adapter_sha256(self.adapter)
         return self._fingerprint
 
     @property
@@ -272,6 +289,9 @@ class Backbone:
                 self._model = loader.from_pretrained(self.path, dtype=DTYPES[self.config.dtype])
             finally:
                 hf_logging.set_verbosity(verbosity)
+            if self.adapter is not None:
+                self._model = _with_adapter(self._model, self.adapter)
+            self._model.to(self.device)
             self._model.eval()
             if self.causal:
                 use_grouped_sdpa(self._model)
@@ -386,15 +406,26 @@ class Backbone:
     def run(self, ids: torch.Tensor, attention_mask: torch.Tensor,
             position_ids: torch.Tensor | None = None,
             cache=None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The forward pass, only as deep as needed.
+        """The forward pass, only as deep as needed, without gradients.
 
-        Returns the read layers' states side by side, (B, L, H_read) float32 (None when only
-        surprise is read), and the final (normed) states (B, L, H) when the LM head will read
-        them (None otherwise). ``cache`` (a transformers ``DynamicCache``) holds the past for
-        continuations and receives the new keys and values of the layers that ran.
+        Returns the read layers' states side by side, (B, L, H_read) float32 on the CPU (None
+        when only surprise is read), and the final (normed) states (B, L, H), on the model's
+        device, when the LM head will read them (None otherwise). ``cache`` (a transformers
+        ``DynamicCache``) holds the past for continuations and receives the new keys and values
+        of the layers that ran.
 
         Shape: ids (B, L); attention_mask (B, past + L); position_ids (B, L).
         """
+        read, final = self.forward(ids, attention_mask, position_ids, cache)
+        return (read.cpu() if read is not None else None,
+                final if self.config.features != "hidden" else None)
+
+    def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor | None = None,
+                cache=None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``run`` with gradients where the caller enables them (fine-tuning, ``finetune``):
+        the read layers' states (B, L, H_read) float32 and the final states (B, L, H) (None
+        when the pass stopped early), both on the model's device."""
         blocks = _blocks(self.base_model, self.num_layers)
         captured: dict[int, torch.Tensor] = {}
 
@@ -408,9 +439,10 @@ class Backbone:
         handles = [blocks[k].register_forward_pre_hook(
             capture(k, stop=k == self.layers_run), with_kwargs=True)
             for k in sorted(set(self.read_layers) - {self.num_layers})]
-        kwargs = {"input_ids": ids, "attention_mask": attention_mask}
+        device = self.device
+        kwargs = {"input_ids": ids.to(device), "attention_mask": attention_mask.to(device)}
         if position_ids is not None:
-            kwargs["position_ids"] = position_ids
+            kwargs["position_ids"] = position_ids.to(device)
         if cache is not None:
             kwargs.update({self._cache_arg: cache, "use_cache": True})
         else:
@@ -427,7 +459,7 @@ class Backbone:
         if self.read_layers:
             read = torch.cat([(final if k == self.num_layers else captured[k]).float()
                               for k in self.read_layers], dim=-1)
-        return read, final if self.config.features != "hidden" else None
+        return read, final
 
     def token_logprobs(self, states: list[torch.Tensor], targets: list[torch.Tensor],
                        sizes: list[int]) -> list[np.ndarray]:
@@ -439,8 +471,8 @@ class Backbone:
         if not sizes:
             return []
         rows = token_logprobs(self.model.get_output_embeddings(), torch.cat(states),
-                              torch.cat(targets))
-        return np.split(rows.numpy(), np.cumsum(sizes)[:-1])
+                              torch.cat(targets).to(self.device))
+        return np.split(rows.cpu().numpy(), np.cumsum(sizes)[:-1])
 
     def step_vectors(self, read: torch.Tensor | None, spans: list[tuple[int, int]],
                      base_sum: np.ndarray | None = None, base_count: int = 0,
@@ -479,6 +511,38 @@ class Backbone:
             return (sums / (ends + base_count)[:, None]).float().numpy()
         means = (csum[ends] - csum[starts]) / (ends - starts)[:, None]
         return means.float().numpy()
+
+
+def adapter_sha256(folder: Path) -> str:
+    """SHA-256 over a LoRA adapter folder's files (names and contents)."""
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.is_file():
+            h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def _with_adapter(model, folder: Path):
+    """``model`` with the LoRA weights in ``folder`` laid over it, unmerged (merging would round
+    them into the base's dtype and move the scores): peft changes the model's layers in place,
+    and the model keeps its own type and forward."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise PrmkitError("a LoRA fine-tuned model needs peft: pip install 'prmkit[finetune]'"
+                          ) from None
+    with quiet_peft():
+        PeftModel.from_pretrained(model, str(folder))
+    return model
+
+
+@contextlib.contextmanager
+def quiet_peft():
+    """peft asks transformers a question transformers 5 deprecates (``is_gradient_checkpointing``);
+    the FutureWarning says nothing to a prmkit user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield
 
 
 def _token_groups(rows: list[int], lengths: list[int], limit: int) -> list[list[int]]:

@@ -259,7 +259,8 @@ def _past(jobs: list[Continuation]):
         return DynamicCache(), None
     sample = next(job.parent.kv for job in jobs if job.parent is not None)
     layers, _, heads, _, dim = sample.shape
-    past = torch.zeros(layers, 2, len(jobs), heads, width, dim, dtype=sample.dtype)
+    past = torch.zeros(layers, 2, len(jobs), heads, width, dim, dtype=sample.dtype,
+                       device=sample.device)
     for r, job in enumerate(jobs):
         for a in job.parent.chain() if job.parent is not None else []:
             past[:, :, r, :, a.start:a.end] = a.kv

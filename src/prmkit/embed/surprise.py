@@ -46,7 +46,7 @@ def token_logprobs(lm_head: torch.nn.Module, states: torch.Tensor,
 
     Shape: states (N, H), targets (N,) -> (N,) float32.
     """
-    out = [torch.zeros(0)]
+    out = [torch.zeros(0, device=states.device)]
     for start in range(0, len(targets), _HEAD_ROWS):
         logits = lm_head(states[start:start + _HEAD_ROWS])  # (n, V)
         for sub in range(0, len(logits), _SOFTMAX_ROWS):

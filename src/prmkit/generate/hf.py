@@ -39,8 +39,9 @@ class HFGenerator:
 
     def __init__(self, model: str = "smollm2", separator: str = "\n\n",
                  max_new_tokens: int = 256, temperature: float = 0.7, dtype: str = "float32",
-                 chat: bool = True):
+                 chat: bool = True, device: str | torch.device = "cpu"):
         self.model_name, self.separator, self.chat = model, separator, chat
+        self.device = torch.device(device)
         self.max_new_tokens, self.temperature, self.dtype = max_new_tokens, temperature, dtype
         self._model = self._tokenizer = None
 
@@ -58,7 +59,7 @@ class HFGenerator:
                 self._tokenizer.pad_token = self._tokenizer.eos_token
             self._model = AutoModelForCausalLM.from_pretrained(
                 path, dtype={"float32": torch.float32, "bfloat16": torch.bfloat16}[self.dtype])
-            self._model.eval()
+            self._model.to(self.device).eval()
         return self
 
     def prompt(self, question: str, prefix: Sequence[str]) -> str:
@@ -81,7 +82,7 @@ class HFGenerator:
         self.load()
         tok = self._tokenizer
         encoded = tok([self.prompt(question, prefix)] * n, return_tensors="pt", padding=True,
-                      add_special_tokens=False)
+                      add_special_tokens=False).to(self.device)
         options = {"max_new_tokens": self.max_new_tokens, "pad_token_id": tok.pad_token_id}
         if self.temperature > 0:
             options.update(do_sample=True, temperature=self.temperature, top_k=0)

@@ -34,10 +34,10 @@ ACCEPTED = ("a folder saved by `prmkit train` (or its hub id); KIND:PATH with KI
 
 
 def load_scorer(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                batch_size: int = 64, kind: str | None = None) -> Scorer:
-    """The scorer ``name_or_path`` names (see the module docstring). ``cache_dir`` is the
-    embedding cache of prmkit's own models; published PRMs read the text, have none and ignore
-    it."""
+                batch_size: int = 64, kind: str | None = None, device="cpu") -> Scorer:
+    """The scorer ``name_or_path`` names (see the module docstring), its model on ``device``.
+    ``cache_dir`` is the embedding cache of prmkit's own models; published PRMs read the text,
+    have none and ignore it."""
     name = str(name_or_path)
     prefix, colon, rest = name.partition(":")
     if colon and prefix in KINDS:
@@ -51,10 +51,11 @@ def load_scorer(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | 
     if kind == "prmkit":
         from prmkit.scoring.prm import PRM
 
-        return PRM.from_pretrained(name, cache_dir=cache_dir, batch_size=batch_size)
+        return PRM.from_pretrained(name, cache_dir=cache_dir, batch_size=batch_size,
+                                   device=device)
     from prmkit.scoring.published import PUBLISHED
 
-    return PUBLISHED[kind].from_pretrained(name, batch_size=batch_size)
+    return PUBLISHED[kind].from_pretrained(name, batch_size=batch_size, device=device)
 
 
 def _infer_kind(name: str) -> str:

@@ -9,6 +9,7 @@ reading the steps (text → step embeddings, through the cache). Content-free ba
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
@@ -117,23 +118,36 @@ class PRM(HeadScorer):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                        batch_size: int = 64, revision: str | None = None) -> "PRM":
+                        batch_size: int = 64, revision: str | None = None,
+                        device: str | torch.device = "cpu") -> "PRM":
         """Load a head saved by ``prmkit train`` (a folder, or a hub id such as
-        ``org/my-prm``) and the backbone it names.
+        ``org/my-prm``) and the backbone it names, or the fine-tuned backbone saved beside it
+        (``prmkit train --finetune``: its adapter over the named base, or the whole model).
 
         The backbone is rebuilt from the saved embed settings and its fingerprint (weights hash,
-        pooling, layer, dtype, ...) must equal the one the head was trained on.
+        pooling, layer, dtype, adapter hash, ...) must equal the one the head was trained on.
         """
+        from prmkit.train.finetune import BACKBONE_DIR, read_finetune, scoring_backbone
+
         directory = model_folder(directory, revision)
         config = read_config(directory)
         read_training(directory)  # every section of an untrusted folder is checked
+        finetuned = read_finetune(directory)
         embed = EmbedConfig(**config.embed)
-        if config.backbone_path:  # trained on a local folder: found wherever we run from
+        if config.backbone_path and (finetuned is None or finetuned.mode == "lora"):
+            # trained on a local folder: found wherever we run from
             if not os.path.isdir(config.backbone_path):
                 raise PrmkitError(f"{directory} was trained on the backbone folder "
                                   f"{config.backbone_path}, which no longer exists")
             embed = replace(embed, backbone=config.backbone_path)
-        backbone = Backbone(embed)
+        if finetuned is not None:
+            folder = Path(directory) / BACKBONE_DIR
+            if not folder.is_dir():
+                raise PrmkitError(f"{directory} holds a fine-tuned head without its backbone "
+                                  f"folder {BACKBONE_DIR}/")
+            backbone = scoring_backbone(embed, finetuned, folder, device)
+        else:
+            backbone = Backbone(embed, device=device)
         head = PRMHead.from_pretrained(directory, backbone_fingerprint=backbone.fingerprint)
         cache = (EmbeddingCache(cache_dir, backbone.fingerprint, backbone.source)
                  if cache_dir is not None else None)

@@ -293,19 +293,32 @@ class TokenClassificationScorer(TokenScorer):
     at the last token of its ``ids(step) + ids(separator)``, where TRL puts its label.
     ``separator`` is TRL's default ``step_separator`` "\\n"; use "\\n\\n" for a model trained
     with that. A 2-label model gives softmax(logits)[..., 1]; a 1-label model sigmoid(logit).
+
+    A model written by ``prmkit export`` carries its own layout in its config
+    (``prmkit_export``): prmkit's step-end contract, ``prefix_ids`` then ``question +
+    separator`` and each ``step + separator`` tokenized alone, scored at each piece's last
+    token; its separator and saved threshold are used unless others are given.
     """
 
     def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int | None = None,
-                 threshold: float | None = None, separator: str = "\n"):
+                 threshold: float | None = None, separator: str | None = None):
+        exported = getattr(model.config, "prmkit_export", None)
+        self.layout = "prmkit" if isinstance(exported, dict) else "trl"
+        if self.layout == "prmkit":
+            separator = exported["separator"] if separator is None else separator
+            threshold = exported.get("threshold") if threshold is None else threshold
+            self.prefix_ids = [int(i) for i in exported.get("prefix_ids", [])]
         super().__init__(model, tokenizer, batch_size, max_length, threshold)
-        self.separator = separator
+        self.separator = "\n" if separator is None else separator
         self.num_labels = model.config.num_labels
         if self.num_labels not in (1, 2):
             raise PrmkitError(f"a token-classification PRM has 1 or 2 labels; this model has "
                               f"{self.num_labels}")
-        self.separator_ids = tokenizer.encode(separator, add_special_tokens=False)
+        self.separator_ids = tokenizer.encode(self.separator, add_special_tokens=False)
 
     def encode(self, trajectory: Trajectory) -> Encoded:
+        if self.layout == "prmkit":
+            return self._encode_prmkit(trajectory)
         bos = self.tokenizer.bos_token_id
         ids = ([bos] if bos is not None else []) + self.tokenizer.encode(
             trajectory.question, add_special_tokens=False)
@@ -317,6 +330,15 @@ class TokenClassificationScorer(TokenScorer):
             ids += piece
             positions.append(len(ids) - 1)
         return ids, positions
+
+    def _encode_prmkit(self, trajectory: Trajectory) -> Encoded:
+        """prmkit's step-end contract (``embed/tokens.py``), as ``prmkit export`` records it."""
+        from prmkit.embed.tokens import plain_ids, tokenize_steps
+
+        tokens = tokenize_steps(plain_ids(self.tokenizer), trajectory.question,
+                                list(trajectory.steps), self.separator)
+        offset = len(self.prefix_ids)
+        return self.prefix_ids + list(tokens.ids), [offset + end - 1 for end in tokens.ends]
 
     def read(self, input_ids, attention_mask, rows, cols):
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, L, C)
