@@ -273,3 +273,31 @@ def test_what_is_not_a_token_classifier_is_not_exported(tmp_path, llama, capsys)
     err = capsys.readouterr().err
     assert "--pooling last" in err and "--layer -1" in err and "--head linear" in err
     assert not (tmp_path / "hf").exists()
+
+
+# --- many processes ---------------------------------------------------------------------------
+
+def test_two_processes_finetune_the_weights_of_one(tmp_path, llama, small_jsonl, capsys):
+    """torchrun with LoRA: each rank a share of every batch (batches of 5 over 21 training
+    solutions: odd splits, and a last batch of one that leaves rank 1 without rows)."""
+    from prmkit.cli import main
+    from test_distributed import finish, key_bias_free_difference, torchrun
+
+    args = ["train", str(small_jsonl), "--backbone", str(llama), "--dtype", "float32",
+            "--finetune", "lora", "--lora-rank", "4", "--epochs", "2", "--batch-size", "5",
+            "--hidden-size", "16", "--num-layers", "1", "--num-heads", "2", "--dropout", "0",
+            "--threads", "1", "--lr", "3e-3", "--backbone-lr", "3e-3", "--device", "cpu",
+            "--no-progress", "--json"]
+    two = torchrun(["-m", "prmkit", *args, "--out", str(tmp_path / "two")], tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    s_one, s_two = json.loads(capsys.readouterr().out), json.loads(finish(two, timeout=300))
+    assert s_two["optimizer_steps"] == s_one["optimizer_steps"] == 2 * 5
+    assert key_bias_free_difference(tmp_path / "one", tmp_path / "two") < 1e-5
+    one = load_file(tmp_path / "one" / "backbone" / "adapter_model.safetensors")
+    two = load_file(tmp_path / "two" / "backbone" / "adapter_model.safetensors")
+    assert one.keys() == two.keys()
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-5

@@ -19,10 +19,15 @@ shared prefixes, the cache), keyed by a fingerprint that holds the adapter's or 
 so a fine-tuned model never shares a cache entry with the frozen one. Training the whole model
 costs a forward and backward pass per solution per epoch: on a CPU this is slow; on a GPU it is
 the lever (README, "Fine-tuning the backbone").
+
+Under torchrun the backbone and head train under DistributedDataParallel, each rank a share of
+every batch with its loss scaled to the batch's count of labelled steps (as ``loop.py`` does for
+the head alone); rank 0 validates, keeps the clock and saves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -36,6 +41,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from prmkit import distributed
 from prmkit._io import check_output, file_lock, jsonable, remove_stale_temporaries, write_json
 from prmkit.embed import Backbone, EmbedConfig
 from prmkit.embed.rows import pad, plan_batches
@@ -312,6 +318,13 @@ def finetune(trajectories: list[Trajectory], backbone: Backbone, head_config: PR
                              _feature_stats(model, tokens, stats_rows)])
 
     backbone_params = [p for p in base.parameters() if p.requires_grad]
+    # Under torchrun: DistributedDataParallel, each rank a share of every batch (below).
+    world, rank = distributed.world_size(), distributed.rank()
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=ft.mode == "full")  # layers above the one read never run
     optimizer = torch.optim.AdamW(
         [{"params": list(head.parameters()), "lr": config.lr},
          {"params": backbone_params, "lr": ft.lr}], weight_decay=config.weight_decay)
@@ -327,8 +340,9 @@ def finetune(trajectories: list[Trajectory], backbone: Backbone, head_config: PR
         """Validate, keep the best weights; True when patience has run out."""
         nonlocal bad
         record = {"epoch": epoch, "step": step, "minutes": (time.perf_counter() - started) / 60}
-        if val_idx:
-            val = _evaluate(model, tokens, labels, val_idx)
+        if val_idx:  # rank 0 validates; every rank acts on its answer
+            val = distributed.broadcast_object(
+                _evaluate(model, tokens, labels, val_idx) if distributed.is_main() else None)
             record.update(val_loss=val["loss"], val_step_auroc=val["step_auroc"])
             better = val["loss"] < best["val"]
         else:
@@ -354,21 +368,31 @@ def finetune(trajectories: list[Trajectory], backbone: Backbone, head_config: PR
             total = sum(sum(label is not None for label in labels[i]) for i in rows)
             optimizer.zero_grad(set_to_none=True)
             loss_value = 0.0
-            for part in micro_batches(rows, [len(tokens[i].ids) for i in rows], ft):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = model([tokens[i] for i in part])  # (b, T)
-                y, known = _label_tensors(labels, part, logits.shape[1], device)
-                per_step = nn.functional.binary_cross_entropy_with_logits(
-                    logits.float(), y, reduction="none")
-                loss = per_step[known].sum() / max(total, 1)
-                loss.backward()
+            # K ranks: rank r runs rows r::K, its loss scaled by K so that DDP's mean of the
+            # ranks' gradients is the whole batch's; a rank left without rows runs one row at
+            # weight 0 (it must still join the all-reduce) rather than repeat a sample
+            mine = rows[rank::world]
+            parts = micro_batches(mine, [len(tokens[i].ids) for i in mine], ft) or [rows[:1]]
+            scale = float(world) if mine else 0.0
+            for j, part in enumerate(parts):
+                last = j == len(parts) - 1
+                with (net.no_sync() if world > 1 and not last else contextlib.nullcontext()):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                        logits = net([tokens[i] for i in part])  # (b, T)
+                    y, known = _label_tensors(labels, part, logits.shape[1], device)
+                    per_step = nn.functional.binary_cross_entropy_with_logits(
+                        logits.float(), y, reduction="none")
+                    loss = per_step[known].sum() / max(total, 1) * scale
+                    loss.backward()
                 loss_value += loss.item()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch + 1)
-            if ft.max_minutes is not None and time.perf_counter() - started > 60 * ft.max_minutes:
+            over = ft.max_minutes is not None and \
+                time.perf_counter() - started > 60 * ft.max_minutes
+            if distributed.broadcast_object(over):  # rank 0's clock decides for all
                 stop = "time budget"
                 break
             if ft.eval_every and step % ft.eval_every == 0 and b + 1 < batches_per_epoch \
@@ -389,8 +413,12 @@ def finetune(trajectories: list[Trajectory], backbone: Backbone, head_config: PR
                "best_step": best["step"], "best_epoch": best["epoch"], "stopped_by": stop or "epochs",
                "minutes": (time.perf_counter() - started) / 60, "history": history,
                "trainable_backbone_parameters": sum(p.numel() for p in backbone_params)}
-    return _save(model, peft_model, trajectories, tokens, labels, train_idx, val_idx, config,
-                 ft, out_dir, summary)
+    if not distributed.is_main():  # rank 0 saves; the others wait for its summary
+        return distributed.broadcast_object(None), None
+    saved = _save(model, peft_model, trajectories, tokens, labels, train_idx, val_idx, config,
+                  ft, out_dir, summary)
+    distributed.broadcast_object(saved[0])
+    return saved
 
 
 def _tokenize(backbone: Backbone, trajectories: list[Trajectory],
@@ -447,13 +475,14 @@ def _save(model: StepModel, peft_model, trajectories, tokens, labels, train_idx,
     head.cpu()
     finetune_section = asdict(ft)
     if config.calibrate and val_idx:
-        # calibrated on what scoring reads: the saved backbone's pipeline vectors (float16)
-        from prmkit.embed import embed_trajectories
+        # calibrated on what scoring reads: the saved backbone's vectors, stored as float16 as
+        # the pipeline stores them (``Backbone.embed`` directly: under torchrun only rank 0 is
+        # here, and the pipeline would wait for the other ranks)
+        from prmkit.embed.cache import to_fp16
         from prmkit.train.loop import calibrate
 
-        vectors, _ = embed_trajectories([trajectories[i] for i in val_idx], saved, None,
-                                        progress=False)
-        features = dict(zip(val_idx, vectors))
+        vectors, _ = saved.embed([tokens[i] for i in val_idx])
+        features = {i: to_fp16(v) for i, v in zip(val_idx, vectors)}
         head.calibration, summary["calibration"] = calibrate(
             head, trajectories, features, labels, val_idx, config)
     head.save_pretrained(out_dir, training=asdict(config), finetune=finetune_section)
@@ -492,11 +521,15 @@ def finetune_prm(data, out_dir: str | os.PathLike, embed: EmbedConfig = EmbedCon
     names the backbone and how it is read (its features default to ``hidden`` here)."""
     from prmkit.workflows import _inputs, _trajectories, check_steps
 
+    distributed.init()
     out_dir = check_output(out_dir, _inputs(data), folder=True)
     check_out_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(out_dir, wait=False, busy="another prmkit train is writing there"):
-        remove_stale_temporaries(out_dir)
+    # under torchrun rank 0 holds the folder for all (the others would find it locked)
+    with (file_lock(out_dir, wait=False, busy="another prmkit train is writing there")
+          if distributed.is_main() else contextlib.nullcontext()):
+        if distributed.is_main():
+            remove_stale_temporaries(out_dir)
         trajectories, locations = _trajectories(data, format)
         try:
             head_config = PRMConfig(input_dim=1, target="step", **(head or {}))
