@@ -121,9 +121,9 @@ def _train_head(data, features, head: dict, config: TrainConfig) -> PRMHead:
 
 def run_ablation(config: AblateConfig = AblateConfig(), train_data: list[Trajectory] | None = None,
                  test_data: list[Trajectory] | None = None, cache_dir=None,
-                 progress: bool = True, log=print) -> dict:
-    """Every variant and seed; returns per-run metrics, paired differences with intervals, and
-    the size table."""
+                 progress: bool = True, log=print, device="cpu") -> dict:
+    """Every variant and seed (the backbone on ``device``); returns per-run metrics, paired
+    differences with intervals, and the size table."""
     if train_data is None:  # the demo world, held-out problems from another seed (as the demo)
         train_world = make_world(config.train_problems, config.train_pool, 0)
         seen = {p.problem.question for p in train_world}
@@ -131,7 +131,7 @@ def run_ablation(config: AblateConfig = AblateConfig(), train_data: list[Traject
                       if p.problem.question not in seen]
         train_data = [t for p in train_world for t in p.trajectories]
         test_data = [t for p in test_world for t in p.trajectories]
-    backbone = Backbone(config.embed)
+    backbone = Backbone(config.embed, device=device)
     cache = EmbeddingCache(cache_dir or default_cache_dir(), backbone.fingerprint,
                            backbone.source) if cache_dir is not False else None
     features, report = embed_trajectories(train_data + test_data, backbone, cache,

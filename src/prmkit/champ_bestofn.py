@@ -115,8 +115,10 @@ def _scores(train_data, train_x, score_data, score_x, head: dict, config: TrainC
 
 
 def run_champ(out_dir: str | Path, config: ChampConfig = ChampConfig(),
-              cache_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Run it; write report.md, results.json and bestofn.png to ``out_dir``."""
+              cache_dir: str | Path | None = None, progress: bool = True,
+              device="cpu") -> dict:
+    """Run it, the backbone on ``device``; write report.md, results.json and bestofn.png to
+    ``out_dir``."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +133,7 @@ def run_champ(out_dir: str | Path, config: ChampConfig = ChampConfig(),
          f"{len(problems)} problems with at least {config.min_pool}", started)
 
     # 2. Features, through the cache.
-    backbone = Backbone(config.embed)
+    backbone = Backbone(config.embed, device=device)
     cache = EmbeddingCache(cache_dir or default_cache_dir(), backbone.fingerprint,
                            backbone.source)
     features, embedding = embed_trajectories(annotated + candidates, backbone, cache,

@@ -91,8 +91,10 @@ CONTENT_FREE = ("random features", "length only")
 
 
 def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
-             cache_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Run the demo; write report.md, results.json and bestofn.png to ``out_dir``."""
+             cache_dir: str | Path | None = None, progress: bool = True,
+             device="cpu") -> dict:
+    """Run the demo; write report.md, results.json and bestofn.png to ``out_dir``. The
+    backbones run on ``device``."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +116,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     # ``sources``: the backbone whose vectors each set is, saved with its heads so that they
     # load as PRMs (``PRM.from_pretrained``: prmkit score, rerank, search)
     feature_sets, embedding, settings, sources = {}, {}, {}, {}
-    alone = Backbone(config.alone)
+    alone = Backbone(config.alone, device=device)
     sources[ALONE] = alone
     settings[ALONE] = asdict(alone.config)
     feats, embedding[ALONE] = _embed(alone, train_data + test_data, cache_dir, progress)
@@ -122,7 +124,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
     log_stage(f"{ALONE}: {_describe(embedding[ALONE])}", started)
     primary = ALONE
     if config.context is not None:
-        backbone = Backbone(config.context)
+        backbone = Backbone(config.context, device=device)
         label = _label(backbone)
         settings[label] = asdict(backbone.config)
         feats, embedding[label] = _embed(backbone, train_data + test_data, cache_dir, progress)
@@ -136,7 +138,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig(),
         for name in names:
             feature_sets[_set_name(label, name, backbone)] = [f[:, slices[name]] for f in feats]
             sources[_set_name(label, name, backbone)] = Backbone(replace(config.context,
-                                                                         features=name))
+                                                                         features=name),
+                                                                 device=device)
         primary = _set_name(label, config.features, backbone)
     n_train = len(train_data)
     heads = {name: (f[:n_train], f[n_train:], "step") for name, f in feature_sets.items()}

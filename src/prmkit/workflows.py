@@ -341,7 +341,7 @@ def ablate(config, train: PathLike | None = None, test: PathLike | None = None,
            format: str = "jsonl", out: PathLike | None = None,
            cache_dir: PathLike | None | bool = None, progress: bool = True,
            overwrite: bool = False, data: PathLike | None = None,
-           test_share: float = 0.25) -> dict:
+           test_share: float = 0.25, device="cpu") -> dict:
     """``prmkit ablate``: ``ablate.run_ablation`` on the demo world, on the given files, or on
     one data set (``data``) split by question, ``test_share`` of the questions held out; with
     ``out``, writes ablate.md and results.json there (replaced only with ``overwrite``)."""
@@ -363,7 +363,7 @@ def ablate(config, train: PathLike | None = None, test: PathLike | None = None,
         train_data = [records[i] for i in train_idx]
         test_data = [records[i] for i in test_idx]
     results = run_ablation(config, train_data, test_data, cache_dir, progress,
-                           log=logging.getLogger("prmkit").info)
+                           log=logging.getLogger("prmkit").info, device=device)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "results.json", results)
@@ -375,7 +375,7 @@ def ablate(config, train: PathLike | None = None, test: PathLike | None = None,
 def label_data(data: PathLike, out: PathLike, strategy: str, format: str = "jsonl",
                generator: str = "solver", model: str | None = None, url: str | None = None,
                montecarlo=None, template: PathLike | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, device="cpu") -> dict:
     """``prmkit label``: ``label.job.label_records`` on a data file, with the generator named
     by ``generator`` ("solver": the demo world's, for its records; "hf": the causal LM
     ``model``; "http": the OpenAI-compatible endpoint ``url`` serving ``model``); the judge reads
@@ -391,7 +391,7 @@ def label_data(data: PathLike, out: PathLike, strategy: str, format: str = "json
     if strategy == "judge" and generator == "solver":
         raise PrmkitError("the judge is a language model: --generator hf or http")
     if strategy in ("montecarlo", "judge"):
-        made = make_generator(generator, trajectories, model, url)
+        made = make_generator(generator, trajectories, model, url, device=device)
     return label_records(trajectories, out, strategy, made, montecarlo or MonteCarlo(),
                          template=prompt, progress=progress)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from prmkit.ablate import AblateConfig
-from prmkit.cli.common import (add_common, add_embed_args, add_format, cache_dir, command,
-                               embed_config, stage_config)
+from prmkit.cli.common import (add_common, add_device, add_embed_args, add_format, cache_dir,
+                               command, device, embed_config, stage_config)
 from prmkit.errors import PrmkitError
 from prmkit.train import TrainConfig
 
@@ -41,6 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="runs/ablate", help="folder for ablate.md and results.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     add_embed_args(p)
+    add_device(p)
     add_common(p)
 
 
@@ -59,7 +60,7 @@ def cmd_ablate(args) -> dict:
                           train=train, embed=embed_config(args))
     results = ablate(config, args.train, args.test, args.format, args.out, cache_dir(args),
                      progress=not args.no_progress, overwrite=args.overwrite, data=args.data,
-                     test_share=args.test_share)
+                     test_share=args.test_share, device=device(args))
     if not args.json:
         print("\n".join(markdown(results)))
         print(f"wrote ablate.md and results.json to {args.out}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prmkit.cli.common import add_common, command
+from prmkit.cli.common import add_common, add_device, command, device
 from prmkit.demo import DemoConfig
 from prmkit.errors import PrmkitError
 
@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--ns", type=int, nargs="+", default=list(full.ns), help="values of N")
     p.add_argument("--seed", type=int, default=full.seed, help="seed of the world")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
+    add_device(p)
     add_common(p)
 
 
@@ -61,7 +62,8 @@ def cmd_demo(args) -> dict:
         config = make(**sizes, ns=tuple(args.ns), seed=args.seed)
     except ValueError as e:
         raise PrmkitError(str(e)) from None
-    results = run_demo(args.out, config, args.cache, progress=not args.no_progress)
+    results = run_demo(args.out, config, args.cache, progress=not args.no_progress,
+                       device=device(args))
     if not args.json:
         print(results.pop("report"))
         return {}
@@ -82,7 +84,7 @@ def _champ_demo(args) -> dict:
     except ValueError as e:
         raise PrmkitError(str(e)) from None
     results = run_champ(args.out or "runs/demo-champ", config, args.cache,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, device=device(args))
     report = results.pop("report")
     if not args.json:
         print(report)

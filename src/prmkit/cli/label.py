@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prmkit._io import atomic_open, check_output, write_json
-from prmkit.cli.common import add_common, add_format, command
+from prmkit.cli.common import add_common, add_device, add_format, command, device
 from prmkit.errors import PrmkitError
 
 EXAMPLES = """examples:
@@ -48,6 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--template", default=None, help="judge: a prompt template file with "
                    "{question}, {previous}, {step}, {number} (default: the bundled one)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    add_device(p)
     add_common(p)
 
 
@@ -67,7 +68,7 @@ def cmd_label(args) -> dict:
         raise PrmkitError(str(e)) from None
     summary = label_data(args.data, args.out, args.strategy, args.format, args.generator,
                          args.model, args.url, montecarlo, args.template,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, device=device(args))
     if not args.json:
         resumed = f", {summary['resumed']} kept from an earlier run" if summary["resumed"] else ""
         print(f"labelled {summary['records']} records ({args.strategy}{resumed}; "
@@ -81,7 +82,8 @@ def _label_compare(args) -> dict:
     out = check_output(args.out, folder=True)
     for name in ("compare.md", "results.json"):
         check_output(out / name, overwrite=args.overwrite)
-    results = run_compare(CompareConfig(k=args.k, seed=args.seed), progress=not args.no_progress)
+    results = run_compare(CompareConfig(k=args.k, seed=args.seed), progress=not args.no_progress,
+                          device=device(args))
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)
     text = "\n".join(markdown(results)) + "\n"

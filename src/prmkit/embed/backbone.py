@@ -439,10 +439,10 @@ class Backbone:
         handles = [blocks[k].register_forward_pre_hook(
             capture(k, stop=k == self.layers_run), with_kwargs=True)
             for k in sorted(set(self.read_layers) - {self.num_layers})]
-        device = self.device
-        kwargs = {"input_ids": ids.to(device), "attention_mask": attention_mask.to(device)}
+        move = _mover(self.device)
+        kwargs = {"input_ids": move(ids), "attention_mask": move(attention_mask)}
         if position_ids is not None:
-            kwargs["position_ids"] = position_ids.to(device)
+            kwargs["position_ids"] = move(position_ids)
         if cache is not None:
             kwargs.update({self._cache_arg: cache, "use_cache": True})
         else:
@@ -511,6 +511,14 @@ class Backbone:
             return (sums / (ends + base_count)[:, None]).float().numpy()
         means = (csum[ends] - csum[starts]) / (ends - starts)[:, None]
         return means.float().numpy()
+
+
+def _mover(device: torch.device):
+    """Tensors to ``device``: from pinned memory without waiting on a CUDA GPU, as they are
+    elsewhere."""
+    if device.type == "cuda":
+        return lambda x: x.pin_memory().to(device, non_blocking=True)
+    return lambda x: x.to(device)
 
 
 def adapter_sha256(folder: Path) -> str:

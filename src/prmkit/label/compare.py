@@ -108,7 +108,8 @@ def label_with(source: str, data: list[Trajectory], generator, k: int, seed: int
 
 
 def run_compare(config: CompareConfig = CompareConfig(), cache_dir=None,
-                progress: bool = True) -> dict:
+                progress: bool = True, device="cpu") -> dict:
+    """Every label source against the truth on the demo world; the backbone on ``device``."""
     started = time.perf_counter()
     train_world = make_world(config.train_problems, config.train_pool, config.seed)
     seen = {p.problem.question for p in train_world}
@@ -147,7 +148,7 @@ def run_compare(config: CompareConfig = CompareConfig(), cache_dir=None,
     log_stage(f"Monte-Carlo swept over k = {list(config.ks)} on {len(study)} solutions", started)
 
     # 3. a PRM per source, on the same features; best-of-N on held-out pools
-    backbone = Backbone(config.embed)
+    backbone = Backbone(config.embed, device=device)
     cache = EmbeddingCache(cache_dir or default_cache_dir(), backbone.fingerprint,
                            backbone.source)
     features, _ = embed_trajectories(train_data + test_data, backbone, cache, progress=progress)

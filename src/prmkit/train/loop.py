@@ -255,8 +255,9 @@ def refine(model: PRMHead, features, labels, weights, outcomes, train_idx: list[
         (model if net is None else net).train()
         for b in range(math.ceil(len(train_idx) / config.batch_size)):
             rows = [train_idx[i] for i in order[b * config.batch_size:(b + 1) * config.batch_size]]
-            loss = batch_loss(model, features, labels, weights, outcomes, rows, config,
-                              seed * 10007 + b, rank, world, net, device)
+            with _autocast(device):
+                loss = batch_loss(model, features, labels, weights, outcomes, rows, config,
+                                  seed * 10007 + b, rank, world, net, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -273,6 +274,14 @@ def refine(model: PRMHead, features, labels, weights, outcomes, train_idx: list[
     model.load_state_dict(best_weights)
     model.eval()
     return {"round": round_, "best_epoch": best_epoch, "val_loss": best}
+
+
+def _autocast(device) -> torch.autocast:
+    """bfloat16 autocast for the training forward on a CUDA GPU that supports it (weights and
+    optimizer stay float32); off elsewhere, so CPU results are unchanged."""
+    device = torch.device(device)
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _on_main(compute):
@@ -541,9 +550,10 @@ def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_con
         net.train()
         for b in range(state["batch"], batches_per_epoch):
             rows = [pool[i] for i in order[b * config.batch_size:(b + 1) * config.batch_size]]
-            loss = batch_loss(model, features, labels, weights, outcomes, rows, config,
-                              seed=(config.seed * 100003 + epoch) * 10007 + b, rank=rank,
-                              world=world, net=net, device=device)
+            with _autocast(device):
+                loss = batch_loss(model, features, labels, weights, outcomes, rows, config,
+                                  seed=(config.seed * 100003 + epoch) * 10007 + b, rank=rank,
+                                  world=world, net=net, device=device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # under DDP, returns with the gradients averaged over ranks
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
