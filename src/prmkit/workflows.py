@@ -157,15 +157,23 @@ def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,
     torchrun every process runs this: they share the embedding and the batches, rank 0 writes
     ``out_dir``. Returns the training summary, with the embedding report under "embedding".
     """
+    with model_folder_for(out_dir, data, overwrite) as out_dir:
+        return _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrite,
+                          keep_checkpoint, format, baselines, device)
+
+
+@contextlib.contextmanager
+def model_folder_for(out_dir: PathLike, data, overwrite: bool):
+    """The folder ``prmkit train`` writes, checked before any work (not an input, no finished
+    model unless ``overwrite``), created and locked against a second run; under torchrun rank 0
+    holds the lock for all (the others would find it locked)."""
     distributed.init()
     out_dir = check_output(out_dir, _inputs(data), folder=True)
     check_out_dir(out_dir, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # under torchrun rank 0 holds the folder for all (the others would find it locked)
     with (file_lock(out_dir, wait=False, busy="another prmkit train is writing there")
           if distributed.is_main() else contextlib.nullcontext()):
-        return _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrite,
-                          keep_checkpoint, format, baselines, device)
+        yield out_dir
 
 
 def _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrite,

@@ -42,7 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from prmkit import distributed
-from prmkit._io import check_output, file_lock, jsonable, remove_stale_temporaries, write_json
+from prmkit._io import jsonable, remove_stale_temporaries, write_json
 from prmkit.embed import Backbone, EmbedConfig
 from prmkit.embed.rows import pad, plan_batches
 from prmkit.embed.tokens import StepTokens
@@ -50,7 +50,7 @@ from prmkit.errors import DataError, PrmkitError
 from prmkit.metrics import auroc
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Location, Trajectory, check_label_kind
-from prmkit.train import SUMMARY_NAME, TrainConfig, check_out_dir, training_labels
+from prmkit.train import SUMMARY_NAME, TrainConfig, training_labels
 from prmkit.train.loop import _split
 
 if TYPE_CHECKING:
@@ -519,15 +519,9 @@ def finetune_prm(data, out_dir: str | os.PathLike, embed: EmbedConfig = EmbedCon
                  device: str | torch.device = "cpu") -> dict:
     """``prmkit train --finetune``: read the data, fine-tune, save to ``out_dir``. ``embed``
     names the backbone and how it is read (its features default to ``hidden`` here)."""
-    from prmkit.workflows import _inputs, _trajectories, check_steps
+    from prmkit.workflows import _trajectories, check_steps, model_folder_for
 
-    distributed.init()
-    out_dir = check_output(out_dir, _inputs(data), folder=True)
-    check_out_dir(out_dir, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # under torchrun rank 0 holds the folder for all (the others would find it locked)
-    with (file_lock(out_dir, wait=False, busy="another prmkit train is writing there")
-          if distributed.is_main() else contextlib.nullcontext()):
+    with model_folder_for(out_dir, data, overwrite) as out_dir:
         if distributed.is_main():
             remove_stale_temporaries(out_dir)
         trajectories, locations = _trajectories(data, format)
