@@ -21,6 +21,7 @@ surprise features), --runs times interleaved (every other run in reverse order),
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import time
 
@@ -28,6 +29,19 @@ import torch
 
 from prmkit.generate.solver import make_world
 from prmkit.embed import Backbone, EmbedConfig
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), or the platform's guess: bfloat16 matrix products run
+    several times faster on some x86 CPUs than on others, which moves every ratio below."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def timed(backbone: Backbone, tokens) -> tuple[float, object]:
@@ -78,7 +92,7 @@ def main() -> None:
 
     print(f"\n{args.backbone} ({base.config.dtype}), {len(data)} candidates: {args.problems} "
           f"problems x {args.pool}, {stats[('both', False)].input_tokens} tokens; median of "
-          f"{args.runs} interleaved runs, {args.threads} threads")
+          f"{args.runs} interleaved runs, {args.threads} threads, {cpu_name()}")
     print(f"{'features':>9} {'shared tok':>11} {'single tok':>11} {'shared s':>9} "
           f"{'single s':>9} {'single / shared':>16}")
     for features in ("both", "hidden"):

@@ -231,9 +231,7 @@ def run_continuations(backbone, jobs: list[Continuation], stats, keep: list[bool
         k += len(job.spans)
         past = None
         if keep[r]:
-            kv = torch.stack([torch.stack([layer.keys[r, :, width:width + n],
-                                           layer.values[r, :, width:width + n]])
-                              for layer in cache.layers])
+            kv = _own_kv(cache, r, width, n)
             path_sum = None
             if read is not None:
                 own = row_read.double().sum(0).numpy()
@@ -259,10 +257,25 @@ def _past(jobs: list[Continuation]):
         return DynamicCache(), None
     sample = next(job.parent.kv for job in jobs if job.parent is not None)
     layers, _, heads, _, dim = sample.shape
-    past = torch.zeros(layers, 2, len(jobs), heads, width, dim, dtype=sample.dtype,
+    # empty, not zeros: every real position is copied in and only the padding is zeroed (masked
+    # keys must still be finite, or their zero weights times NaN values poison the sum)
+    past = torch.empty(layers, 2, len(jobs), heads, width, dim, dtype=sample.dtype,
                        device=sample.device)
     for r, job in enumerate(jobs):
         for a in job.parent.chain() if job.parent is not None else []:
             past[:, :, r, :, a.start:a.end] = a.kv
+        past[:, :, r, :, job.start:] = 0
     mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
     return DynamicCache([(past[k, 0], past[k, 1]) for k in range(layers)]), mask
+
+
+def _own_kv(cache, row: int, width: int, n: int) -> torch.Tensor:
+    """Row ``row``'s new key/value states, the ``n`` positions after the past's ``width``, copied
+    out of the batch's cache once: (layers, 2, kv heads, n, head dim)."""
+    first = cache.layers[0].keys
+    kv = torch.empty(len(cache.layers), 2, first.shape[1], n, first.shape[3], dtype=first.dtype,
+                     device=first.device)
+    for k, layer in enumerate(cache.layers):
+        kv[k, 0] = layer.keys[row, :, width:width + n]
+        kv[k, 1] = layer.values[row, :, width:width + n]
+    return kv
