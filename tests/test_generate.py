@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from prmkit.data import synthetic
+from prmkit import synthetic
 from prmkit.answers import final_answer
 from prmkit.generate import Completion, GenerationError, Generator, prompt_of
 from prmkit.generate.openai_http import OpenAIGenerator

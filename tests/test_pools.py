@@ -1,9 +1,8 @@
 import pytest
 
 from prmkit.data.pools import group_pools, majority_correct, pool_stats
-from prmkit.data.synthetic import first_error_labels
 from prmkit.metrics import pass_at_k
-from prmkit.records import Trajectory
+from prmkit.records import Trajectory, first_error_labels
 
 
 def test_pass_at_k_and_majority_by_hand():

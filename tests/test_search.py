@@ -7,7 +7,7 @@ import torch
 from prmkit.baselines import length_features
 from prmkit.generate.base import Completion
 from prmkit.generate.solver import SolverGenerator
-from prmkit.data import synthetic
+from prmkit import synthetic
 from prmkit.model import PRMConfig, PRMHead
 from prmkit.records import Trajectory
 from prmkit.scoring import HeadScorer

@@ -6,13 +6,12 @@ import random
 
 import pytest
 
-from prmkit.data.synthetic import (
+from prmkit.synthetic import (
     REAL_RANGES,
     ProblemPool,
     Problem,
     RefStep,
     WorldConfig,
-    first_error_labels,
     format_comparison,
     generate_problem,
     generate_problems,
@@ -22,6 +21,7 @@ from prmkit.data.synthetic import (
     pool_stats,
 )
 from prmkit.generate.solver import NoisySolver, make_world
+from prmkit.records import first_error_labels
 
 # A solver that (almost surely) never errs: no misconceptions, no checks, error log-odds pushed
 # far down by the strength.
@@ -292,7 +292,7 @@ def test_problems_and_solver_pickle():
 
 
 def test_error_details_and_shared_misconceptions():
-    from prmkit.data.synthetic import Misconception
+    from prmkit.synthetic import Misconception
 
     p = pens_problem()
     # 36 - 5 = 32 is off by one: a small slip; 36 - 5 = 13 swaps digits: a digit error

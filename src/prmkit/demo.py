@@ -27,7 +27,7 @@ from prmkit import bestofn
 from prmkit._io import atomic_open, write_json
 from prmkit.scoring.aggregate import AGGREGATIONS
 from prmkit.baselines import length_features, random_features
-from prmkit.data import synthetic
+from prmkit import synthetic
 from prmkit.generate.solver import make_world
 from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
 from prmkit.embed.backbone import CAUSAL_FEATURES

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from prmkit import bestofn
-from prmkit.data import synthetic
+from prmkit import synthetic
 from prmkit.generate.solver import SolverGenerator
 from prmkit.report import interval, log_stage, table
 from prmkit.scoring import Scorer

@@ -97,7 +97,7 @@ def cmd_data(args) -> dict:
             for question in found[:args.show]:
                 print(f"  {question[:100]!r}")
         return {"overlap": len(found), "questions_a": n_a, "questions": found}
-    from prmkit.data import synthetic
+    from prmkit import synthetic
     from prmkit.generate.solver import make_world
     from prmkit.records import write_jsonl
 
@@ -111,7 +111,7 @@ def cmd_data(args) -> dict:
 
 
 def _print_stats(result: dict) -> None:
-    from prmkit.data.synthetic import format_comparison
+    from prmkit.synthetic import format_comparison
 
     print(f"items {result['items']}, steps {result['steps']}")
     for key in ("steps_per_item", "step_chars", "step_words"):

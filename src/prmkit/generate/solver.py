@@ -3,7 +3,7 @@
 It writes every pool of the synthetic world (``make_world``) and continues any prefix of a
 world solution (``continue_from``, ``next_steps``): the offline generator behind Monte-Carlo
 labels and step-level search. The step-string contract it reads and writes is
-``prmkit.data.synthetic``'s (see its docstring).
+``prmkit.synthetic``'s (see its docstring).
 
 The solver makes the errors real models make: arithmetic slips (small, or digit errors), a wrong
 operand (another quantity), a wrong operation, a skipped step. Errors propagate: later steps
@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from prmkit.data import synthetic
+from prmkit import synthetic
 from prmkit.generate.base import Completion, GenerationError
 from prmkit.records import Trajectory, normalize_question
 

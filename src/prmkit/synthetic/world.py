@@ -1,77 +1,18 @@
-"""A seeded world of multi-step arithmetic word problems, how its solutions are written and read
-back, and how they are graded: prmkit's built-in data for offline demos and tests. The noisy
-solver that writes its pools of candidate solutions is ``prmkit.generate.solver`` (``NoisySolver``,
-``make_world``).
-
-A generated problem (``generate_problem(random.Random(1))``)::
-
-    question: "Hana buys 8 buckets of seashells. Each bucket holds 9 seashells. Hana finds 3 more
-               seashells. Hana sells all the seashells for 2 dollars each. How many dollars does
-               Hana earn?"
-    reference steps:
-        "Hana buys 8 buckets of 9 seashells, so she has 8 * 9 = 72 seashells."
-        "After finding 3 more, Hana has 72 + 3 = 75 seashells."
-        "Selling them at 2 dollars each, Hana earns 75 * 2 = 150 dollars."
-        "The answer is 150."
-    misconception: step 2 done with "+" ("75 + 2 = 77 dollars"), rate 0.64.
-
-Each reference step computes one quantity from numbers in the question or earlier results, and
-ends with the equation ``a op b = result`` (op in ``+ - * /``; ``/`` only where it divides). The
-last step is always ``"The answer is N."``.
-
-The solver (``prmkit.generate.solver.NoisySolver``) makes the errors real models make: arithmetic
-slips (small, or digit errors), a wrong operand (another quantity), a wrong operation, a skipped
-step. Errors propagate: later steps compute with the stated wrong value (or, with probability
-``recover_rate``, with the value the written expression really has, as models often do after a
-typo). Each problem carries a
-few seeded *misconceptions* (one step done with one specific wrong operation/operand, or skipped)
-that many samples share, so wrong answers cluster and majority vote can be wrong. Some solutions
-add a "To check, ..." step that nothing later uses; when its arithmetic is false it is a wrong step
-in a solution whose answer is still right (as are slips that later steps silently correct).
-
-Labels follow PRM800K/ProcessBench (``label_policy="first_error"``): 1 before the first wrong
-step, 0 at it, None after it; a correct solution is all 1. ``label_policy="value"`` gives 0 from
-the first wrong step on. Both are ``label_kind="correctness"``. ``meta`` holds ``problem_id``,
-``difficulty`` (number of reference computations), ``first_error`` (step index or -1),
-``error_kinds`` and ``error_steps`` (every local error, in order), ``error_details`` (each error
-in ``ERROR_DETAILS``: small slip, digit error, wrong operand, wrong operation, skipped step, false
-check), ``error_shared`` (whether each is one of the problem's shared misconceptions),
-``process_correct`` and ``label_policy``.
-
-Step-string contract (what ``continue_from`` and ``next_steps`` accept): a prefix is a list of
-step strings this module rendered for the same problem, in order: compute steps
-``"<narrative> <a> <op> <b> = <result> <unit>."`` where the narrative is the reference step's,
-check steps ``"To check, <a> <op> <b> = <result>."`` and the answer step ``"The answer is N."``.
-The solver reads the values back from the text (the stated result of each step, and the value of
-the written expression), so a prefix edited by a caller (say, a different result) is continued from
-the edited values. Anything else raises ``ValueError`` naming the step.
-"""
+"""The world's problems: how they are made (a seeded chain of story moves, each adding question
+sentences and reference steps), their shared misconceptions, and the world's integer arithmetic."""
 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 
-from prmkit.data import pools as pools_lib
-from prmkit.records import LABEL_POLICIES, Trajectory, first_error_labels
+from prmkit.records import LABEL_POLICIES, Trajectory
 
 ERROR_KINDS = ("arithmetic", "wrong_operand", "wrong_operation", "skipped_step", "false_claim")
 # Kinds the solver makes by itself in a compute step; "false_claim" comes only from check steps.
 STEP_ERROR_KINDS = ("arithmetic", "wrong_operand", "wrong_operation", "skipped_step")
 MISCONCEPTION_KINDS = ("wrong_operation", "wrong_operand", "skipped_step")
 OPS = ("+", "-", "*", "/")
-
-# Real pools of model solutions to competition problems (CHAMP; GPT-3.5, GPT-4, GPT-4 Turbo,
-# PaLM 2), as (low, high) over models; a single reported figure has low == high.
-REAL_RANGES: dict[str, tuple[float, float]] = {
-    "accuracy": (0.2, 0.6),
-    "top_wrong_share": (0.4, 0.6),
-    "majority_gain": (0.06, 0.13),
-    "pass_at_k": (0.5, 0.87),
-    "right_answer_given_wrong_step": (0.29, 0.29),
-    "median_first_error_position": (0.33, 0.33),
-}
 
 
 @dataclass
@@ -157,7 +98,6 @@ class WorldConfig:
                              f"{self.label_policy!r}")
 
 
-# --- problems ------------------------------------------------------------------------------------
 
 @dataclass
 class RefStep:
@@ -219,27 +159,17 @@ class Problem:
 
     @property
     def reference_steps(self) -> list[str]:
+        from prmkit.synthetic.steps import reference_records, render_step  # built on this module
+
         return [render_step(self, r) for r in reference_records(self)]
 
     def reference_trajectory(self, label_policy: str = "first_error") -> Trajectory:
         """The reference solution as a trajectory (all labels 1)."""
+        from prmkit.synthetic.grade import trajectory_of
+        from prmkit.synthetic.steps import reference_records
+
         return trajectory_of(self, reference_records(self), label_policy)
 
-
-@dataclass
-class StepRecord:
-    """The structured view of one step string (what ``parse_step`` returns).
-
-    ``kind``: "compute" (reference step ``ref``), "check" or "answer" (``result`` is N; the other
-    fields are unused).
-    """
-
-    kind: str
-    ref: int = -1
-    a: int = 0
-    op: str = "+"
-    b: int = 0
-    result: int = 0
 
 
 @dataclass
@@ -248,6 +178,19 @@ class ProblemPool:
 
     problem: Problem
     trajectories: list[Trajectory]
+
+
+
+def exact_value(a: int, op: str, b: int) -> int | None:
+    """The integer value of ``a op b``; None for a division that does not come out even."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return a // b if b != 0 and a % b == 0 else None
+
 
 
 # Story material. A problem is a chain of "moves" on a running quantity (items, then possibly
@@ -586,227 +529,3 @@ def world_problem(seed: int, i: int, config: WorldConfig | None = None) -> Probl
     return generate_problem(random.Random(f"prmkit-synthetic:{seed}:problem:{i}"), config,
                             problem_id=f"synthetic-{seed}-{i}")
 
-
-# --- step strings --------------------------------------------------------------------------------
-
-_EQUATION = re.compile(r"(-?\d+) ([-+*/]) (-?\d+) = (-?\d+)")
-_ANSWER = re.compile(r"The answer is (-?\d+)\.")
-_CHECK = "To check,"
-
-
-def exact_value(a: int, op: str, b: int) -> int | None:
-    """The integer value of ``a op b``; None for a division that does not come out even."""
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    return a // b if b != 0 and a % b == 0 else None
-
-
-def reference_records(problem: Problem) -> list[StepRecord]:
-    """The reference solution as step records (compute steps, then the answer)."""
-    v = problem.values
-    out = [StepRecord("compute", j, v[s.args[0]], s.op, v[s.args[1]], v[s.target])
-           for j, s in enumerate(problem.steps)]
-    return out + [StepRecord("answer", result=problem.answer)]
-
-
-def render_step(problem: Problem, record: StepRecord) -> str:
-    """The step string of a record, e.g. ``"Omar buys 4 boxes of 9 pens, so he has 4 * 9 = 36
-    pens."``."""
-    if record.kind == "answer":
-        return f"The answer is {record.result}."
-    equation = f"{record.a} {record.op} {record.b} = {record.result}"
-    if record.kind == "check":
-        return f"{_CHECK} {equation}."
-    ref = problem.steps[record.ref]
-    return f"{ref.narrative} {equation} {ref.unit}."
-
-
-def parse_step(problem: Problem, step: str) -> StepRecord:
-    """Read a step string rendered by this module for ``problem`` back into a record.
-
-    Raises ``ValueError`` for a string this module would not write for the problem.
-    """
-    m = _ANSWER.fullmatch(step)
-    if m:
-        return StepRecord("answer", result=int(m.group(1)))
-    m = _EQUATION.search(step)
-    if m is None:
-        raise ValueError(f"not a step of this solver (no 'a op b = c' equation): {step!r}")
-    a, op, b, result = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
-    narrative, tail = step[:m.start()].rstrip(), step[m.end():]
-    if narrative == _CHECK and tail == ".":
-        return StepRecord("check", -1, a, op, b, result)
-    for j, ref in enumerate(problem.steps):
-        if ref.narrative == narrative and tail == f" {ref.unit}.":
-            return StepRecord("compute", j, a, op, b, result)
-    raise ValueError(f"not a step of problem {problem.id}: {step!r}")
-
-
-def parse_steps(problem: Problem, steps: list[str]) -> list[StepRecord]:
-    """Parse a solution prefix; compute steps must follow the reference order (a step may be
-    missing), and nothing may follow the answer step."""
-    records = [parse_step(problem, s) for s in steps]
-    last = -1
-    for i, r in enumerate(records):
-        if r.kind == "answer" and i != len(records) - 1:
-            raise ValueError(f"step {i} is the answer step but more steps follow it")
-        if r.kind == "compute":
-            if r.ref <= last:
-                raise ValueError(f"step {i} computes reference step {r.ref} out of order")
-            last = r.ref
-    return records
-
-
-# --- grading and labels --------------------------------------------------------------------------
-
-# What a PRM must catch, finer than ``ERROR_KINDS``: an arithmetic error close to the right value
-# (within 3, or 10%) is a small slip, a farther one a digit error (a changed, swapped, doubled or
-# dropped digit); a false check is a "To check" step whose arithmetic is false.
-ERROR_DETAILS = ("small_slip", "digit_error", "wrong_operand", "wrong_operation", "skipped_step",
-                 "false_check")
-
-
-@dataclass
-class Grade:
-    """Where a solution goes wrong: ``first_error`` is a step index or -1; ``error_steps`` and
-    ``error_kinds`` list every local error (a step wrong given the values before it);
-    ``error_details`` names each in ``ERROR_DETAILS``, and ``error_shared`` says whether it is one
-    of the problem's misconceptions (shared by many samples, where majority vote fails) rather
-    than a spontaneous error."""
-
-    first_error: int
-    error_steps: list[int]
-    error_kinds: list[str]
-    error_details: list[str] = field(default_factory=list)
-    error_shared: list[bool] = field(default_factory=list)
-
-
-def _slip_detail(stated: int, expected: int) -> str:
-    return "small_slip" if abs(stated - expected) <= max(3, 0.1 * abs(expected)) \
-        else "digit_error"
-
-
-def grade(problem: Problem, records: list[StepRecord]) -> Grade:
-    """Find the local errors of a solution.
-
-    A compute step is locally right when it uses the reference operation on values the solution
-    holds for the reference operands (a stated result, or the value its written expression really
-    has) and its result is exact. Before the first error those values are the correct ones, so the
-    first local error is the first wrong step. A check step is wrong when its arithmetic is false.
-    """
-    steps, values = problem.steps, problem.values
-    targets = {s.target: j for j, s in enumerate(steps)}
-    # quantity -> the values the solution may use for it: its stated result and, when they
-    # differ, the value of the expression written for it
-    held: dict[int, tuple[int, ...]] = {}
-    missing_reported: set[int] = set()
-    steps_out: list[int] = []
-    kinds_out: list[str] = []
-    details: list[str] = []
-    shared: list[bool] = []
-    misconceptions = {(m.step, m.kind): m for m in problem.misconceptions}
-
-    def resolve(q: int) -> tuple[int, ...]:
-        while q not in held and q in targets:  # a skipped step: what it stood in for
-            q = steps[targets[q]].skip_alias
-        return held[q] if q in held else (values[q],)
-
-    for i, r in enumerate(records):
-        kind, detail, is_shared = None, "", False
-        if r.kind == "check":
-            if exact_value(r.a, r.op, r.b) != r.result:
-                kind, detail = "false_claim", "false_check"
-        else:
-            ref = steps[r.ref] if r.kind == "compute" else None
-            wanted = ref.args if ref is not None else (steps[-1].target,)
-            skipped = [q for q in wanted
-                       if q in targets and q not in held and q not in missing_reported]
-            exact = exact_value(r.a, r.op, r.b) if ref is not None else None
-            if skipped:
-                kind = "skipped_step"
-                missing_reported.update(skipped)
-                is_shared = any((targets[q], kind) in misconceptions for q in skipped)
-            elif ref is None:
-                if r.result not in resolve(wanted[0]):
-                    kind = "arithmetic"  # the answer does not repeat the last result
-                    detail = _slip_detail(r.result, resolve(wanted[0])[0])
-            elif r.op != ref.op:
-                kind = "wrong_operation"
-                m = misconceptions.get((r.ref, kind))
-                is_shared = m is not None and m.op == r.op
-            elif not _operands_ok(r, ref, resolve(wanted[0]), resolve(wanted[1])):
-                kind = "wrong_operand"
-                is_shared = (r.ref, kind) in misconceptions
-            elif exact != r.result:
-                kind = "arithmetic"
-                detail = _slip_detail(r.result, exact) if exact is not None else "digit_error"
-            if ref is not None:
-                held[ref.target] = (r.result,) if exact is None or exact == r.result \
-                    else (r.result, exact)
-        if kind is not None:
-            steps_out.append(i)
-            kinds_out.append(kind)
-            details.append(detail or kind)
-            shared.append(is_shared)
-    return Grade(steps_out[0] if steps_out else -1, steps_out, kinds_out, details, shared)
-
-
-def _operands_ok(r: StepRecord, ref: RefStep, va: tuple[int, ...], vb: tuple[int, ...]) -> bool:
-    if r.a in va and r.b in vb:
-        return True
-    return ref.op in "+*" and r.a in vb and r.b in va
-
-
-def label_solution(problem: Problem, steps: list[str],
-                   label_policy: str = "first_error") -> Trajectory:
-    """Grade and label a complete solution written in this module's step strings (for instance
-    one edited by hand); it must end with ``"The answer is N."``."""
-    records = parse_steps(problem, steps)
-    if not records or records[-1].kind != "answer":
-        raise ValueError("a complete solution ends with the step 'The answer is N.'")
-    return trajectory_of(problem, records, label_policy, list(steps))
-
-
-def trajectory_of(problem: Problem, records: list[StepRecord], label_policy: str,
-                steps: list[str] | None = None) -> Trajectory:
-    g = grade(problem, records)
-    steps = steps if steps is not None else [render_step(problem, r) for r in records]
-    final = records[-1].result
-    return Trajectory(
-        question=problem.question, steps=steps,
-        labels=first_error_labels(len(steps), g.first_error, label_policy),
-        label_kind="correctness", outcome=final == problem.answer, answer=str(final),
-        meta={"source": "synthetic", "problem_id": problem.id, "difficulty": problem.difficulty,
-              "reference_answer": str(problem.answer),
-              "first_error": g.first_error, "error_steps": g.error_steps,
-              "error_kinds": g.error_kinds, "error_details": g.error_details,
-              "error_shared": g.error_shared, "process_correct": g.first_error < 0,
-              "label_policy": label_policy})
-
-
-# --- pool statistics -----------------------------------------------------------------------------
-
-def pool_stats(pools: list[ProblemPool], k: int = 16) -> dict[str, float]:
-    """``prmkit.data.pools.pool_stats`` over the world's pools (see there for the keys)."""
-    return pools_lib.pool_stats([p.trajectories for p in pools], k)
-
-
-def format_comparison(stats: dict[str, float],
-                      ranges: dict[str, tuple[float, float]] = REAL_RANGES) -> list[str]:
-    """Lines that set measured pool stats beside the real ranges, e.g.
-    ``"accuracy                          0.412   real 0.20-0.60"``."""
-    lines = []
-    for key, value in stats.items():
-        real = ranges.get(key)
-        if real is None:
-            note = ""
-        elif real[0] == real[1]:
-            note = f"   real ~{real[0]:.2f}"
-        else:
-            note = f"   real {real[0]:.2f}-{real[1]:.2f}"
-        lines.append(f"{key:<32}{value:>7.3f}{note}")
-    return lines
