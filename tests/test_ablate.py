@@ -71,7 +71,6 @@ def test_ablate_on_one_data_set_split_by_question(tmp_path, small_jsonl, capsys)
     import json
 
     from prmkit.cli import main
-    from prmkit.records import normalize_question, read_jsonl
 
     out = tmp_path / "ablate"
     assert main(["ablate", "--data", str(small_jsonl), "--test-share", "0.25", "--seeds", "2",
@@ -79,7 +78,8 @@ def test_ablate_on_one_data_set_split_by_question(tmp_path, small_jsonl, capsys)
                  "2", "--backbone", "minilm", "--context", "none", "--cache",
                  str(tmp_path / "cache"), "--out", str(out), "--no-progress", "--json"]) == 0
     results = json.loads((out / "results.json").read_text())
-    # 8 questions x 3 solutions: 2 questions (6 solutions) held out, no question on both sides
+    # 8 questions x 3 solutions: 2 questions (6 solutions) held out by split_by_question, whose
+    # one-side-only property test_train checks
     assert (results["config"]["train"], results["config"]["test"]) == (18, 6)
     assert main(["ablate", "--data", str(small_jsonl), "--train", str(small_jsonl), "--test",
                  str(small_jsonl)]) == 2

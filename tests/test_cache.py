@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from prmkit.embed import EmbeddingCache, embed_trajectories
+from prmkit.embed import EmbeddingCache, embed_trajectories, open_cache
 from prmkit.embed.cache import collect_garbage, verify_cache, _checksum
 from prmkit.errors import PrmkitError
 from prmkit.records import Trajectory
@@ -127,6 +127,17 @@ def test_a_corrupt_entry_is_recomputed_to_the_same_vectors(tmp_path, minilm):
     assert report["computed"] == 2 and report["forward_batches"] >= 1
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
+
+
+def test_open_cache_is_the_backbones_spec_in_the_folder_asked_for(tmp_path, minilm,
+                                                                     monkeypatch):
+    assert open_cache(minilm, False) is None
+    cache = open_cache(minilm, tmp_path / "here")
+    assert cache.dir.parent == tmp_path / "here"
+    assert cache.dir == EmbeddingCache(tmp_path / "here", minilm.fingerprint).dir
+    assert json.loads((cache.dir / "spec.json").read_text())["source"] == minilm.source
+    monkeypatch.setenv("PRMKIT_CACHE", str(tmp_path / "default"))
+    assert open_cache(minilm, None).dir.parent.parent == tmp_path / "default"
 
 
 def test_get_of_a_shard_damaged_after_opening_refuses(tmp_path):

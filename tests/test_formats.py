@@ -10,6 +10,7 @@ from prmkit.data.formats import (
     convert,
     equation_count,
     load,
+    load_located,
     normalize_question,
     overlap,
     save,
@@ -46,6 +47,19 @@ def test_native_save_and_load(tmp_path):
     assert [t.to_dict() for t in load("jsonl", tmp_path / "out.jsonl")] == \
         [t.to_dict() for t in records]
     assert os.listdir(tmp_path) == ["out.jsonl"]  # the atomic write left no temporary file
+
+
+def test_load_located_names_each_record_line_for_jsonl_only(tmp_path):
+    records = [Trajectory("q1", ["a"], [1]), Trajectory("q2", ["b", "c"], [1, 0])]
+    assert load_located(records) == (records, None)  # a list passes through as it is
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(json.dumps(t.to_dict()) for t in records) + "\n\n")
+    found, where = load_located(path)
+    assert [t.question for t in found] == ["q1", "q2"]
+    assert [line for _, line in where] == [1, 2]
+    assert all(Path(p) == path for p, _ in where)
+    found, where = load_located(DATA / "trl_sample.jsonl", "trl")  # adapters name lines on error
+    assert where is None and [t.num_steps for t in found][:1] == [5]
 
 
 def test_a_folder_is_read_in_name_order(tmp_path):

@@ -31,7 +31,9 @@ from prmkit.report import curve_table
 from prmkit.scoring import PRM, Scorer, StepScores, aggregate_all, load_scorer
 from prmkit.scoring.aggregate import AGGREGATIONS
 from prmkit.select import Method, Pool, select
-from prmkit.workflows import _cache, _trajectories, check_steps
+from prmkit.data.formats import load_located
+from prmkit.embed import open_cache
+from prmkit.workflows import check_steps
 
 PathLike = str | os.PathLike
 Answer = str | None
@@ -243,13 +245,13 @@ def rerank_file(data: PathLike, scorer: str | PathLike | Scorer, out: PathLike,
     in ``cache_dir`` (None: the default folder; False: none). Returns the summary."""
     inputs = [data] + ([scorer] if isinstance(scorer, (str, os.PathLike)) else [])
     check_output(out, inputs, overwrite)
-    trajectories, locations = _trajectories(data, format)
+    trajectories, locations = load_located(data, format)
     if isinstance(scorer, (str, os.PathLike)):
         name, scorer = str(scorer), load_scorer(scorer, batch_size=batch_size, device=device)
     else:
         name = type(scorer).__name__
     if isinstance(scorer, PRM):
-        scorer.cache = _cache(scorer.backbone, cache_dir)
+        scorer.cache = open_cache(scorer.backbone, cache_dir)
     rows, summary = rerank(trajectories, scorer, config, locations, progress)
     with atomic_open(Path(out)) as f:
         for row in rows:

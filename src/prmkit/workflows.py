@@ -15,31 +15,18 @@ import numpy as np
 from prmkit import distributed
 from prmkit.scoring.aggregate import AGGREGATIONS
 from prmkit.baselines import length_features, random_features
-from prmkit.embed import Backbone, EmbedConfig, EmbeddingCache, default_cache_dir, embed_trajectories
+from prmkit.data.formats import load_located
+from prmkit.embed import Backbone, EmbedConfig, embed_trajectories, open_cache
 from prmkit.errors import DataError, PrmkitError
 from prmkit.metrics import first_flagged
 from prmkit.model import EnsembleHead, PRMConfig, PRMHead
-from prmkit.records import Location, Trajectory, read_jsonl_located
+from prmkit.records import Location, Trajectory
 from prmkit.scoring import PRM, HeadScorer, aggregate_all, load_scorer, score_features
 from prmkit.scoring.prm import step_spread
 from prmkit.train import TrainConfig, check_out_dir, split_by_question, train
 from prmkit._io import atomic_open, check_output, file_lock, write_json
 
 PathLike = str | os.PathLike
-
-
-def _trajectories(data: PathLike | list[Trajectory], format: str = "jsonl"
-                  ) -> tuple[list[Trajectory], list[Location] | None]:
-    """Records, and the (file, line) of each when they come from a JSONL file of records.
-    ``format`` names any adapter (``prmkit.data.formats``); its reader names file and line of
-    whatever it refuses."""
-    if isinstance(data, list):
-        return data, None
-    if format == "jsonl":
-        return read_jsonl_located(data)
-    from prmkit.data import formats
-
-    return formats.load(format, data), None
 
 
 def record_id(t: Trajectory) -> str:
@@ -69,14 +56,6 @@ def _inputs(data, *more: PathLike) -> list[PathLike]:
     return paths
 
 
-def _cache(backbone: Backbone, cache_dir: PathLike | None | bool) -> EmbeddingCache | None:
-    """``cache_dir``: a folder, None for the default folder, or False for no cache."""
-    if cache_dir is False:
-        return None
-    return EmbeddingCache(cache_dir or default_cache_dir(), backbone.fingerprint,
-                          backbone.source)
-
-
 def embed_data(data: PathLike | list[Trajectory], embed: EmbedConfig = EmbedConfig(),
                cache_dir: PathLike | None = None, progress: bool = True,
                shard_trajectories: int = 2048, locations: list[Location] | None = None,
@@ -88,9 +67,9 @@ def embed_data(data: PathLike | list[Trajectory], embed: EmbedConfig = EmbedConf
     started again recomputes nothing already written. Under torchrun the processes share the
     shards out (``embed_trajectories``) and each returns every trajectory's features."""
     distributed.init()
-    trajectories, found = _trajectories(data, format)
+    trajectories, found = load_located(data, format)
     backbone = Backbone(embed, device=device)
-    features, report = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
+    features, report = embed_trajectories(trajectories, backbone, open_cache(backbone, cache_dir),
                                           progress=progress, shard_trajectories=shard_trajectories,
                                           locations=found or locations)
     return backbone, features, report
@@ -106,11 +85,11 @@ def compare_layers(data: PathLike | list[Trajectory], embed: EmbedConfig, layers
     train a small head on each layer's vectors with each seed (each seed draws its own question
     split), and report validation step AUROC, mean and spread over seeds: one seed is noise.
     Hidden states only (``embed.features`` is ignored): the pass stops at the deepest layer."""
-    trajectories, locations = _trajectories(data, format)
+    trajectories, locations = load_located(data, format)
     head = head or {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
     # One pass reads every layer (their vectors side by side); each layer's slice is then scored.
     backbone = Backbone(replace(embed, layer=tuple(layers), features="hidden"), device=device)
-    features, _ = embed_trajectories(trajectories, backbone, _cache(backbone, cache_dir),
+    features, _ = embed_trajectories(trajectories, backbone, open_cache(backbone, cache_dir),
                                      progress=progress, locations=locations)
     width = backbone.model_hidden_size
     candidates: dict[int | str, list[np.ndarray]] = {
@@ -178,7 +157,7 @@ def model_folder_for(out_dir: PathLike, data, overwrite: bool):
 
 def _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrite,
                keep_checkpoint, format, baselines, device) -> dict:
-    trajectories, locations = _trajectories(data, format)
+    trajectories, locations = load_located(data, format)
     head = dict(head or {})
     try:  # check the head's settings now, not after an embedding run that may take an hour
         max_steps = PRMConfig(input_dim=1, **head).max_steps
@@ -211,7 +190,7 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
     """
     if out is not None:
         check_output(out, _inputs(data, model_dir), overwrite)
-    trajectories, locations = _trajectories(data, format)
+    trajectories, locations = load_located(data, format)
     prm = load_scorer(model_dir, batch_size=batch_size, device=device)
     if flag_errors and prm.threshold is None:
         raise PrmkitError(f"{model_dir} has no saved first-error threshold (it was trained "
@@ -219,7 +198,7 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
     if isinstance(prm, PRM):
         check_steps(trajectories, locations, prm.head.config.max_steps,
                     "this model cannot score it: split the solution")
-        prm.cache = _cache(prm.backbone, cache_dir)
+        prm.cache = open_cache(prm.backbone, cache_dir)
         features = prm.embed(trajectories, progress, locations)
         step_probs = score_features(prm.head, features, prm.batch_size)
     else:  # a published PRM reads the text itself
@@ -288,9 +267,9 @@ def load_splits(data: PathLike, format: str = "jsonl") -> dict[str, list[Traject
         files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json"))
         if not files:
             raise DataError("no .jsonl or .json files in folder", path=str(path))
-        return {p.stem: _trajectories(p, format)[0] for p in files}
+        return {p.stem: load_located(p, format)[0] for p in files}
     splits: dict[str, list[Trajectory]] = {}
-    for t in _trajectories(data, format)[0]:
+    for t in load_located(data, format)[0]:
         splits.setdefault(str(t.meta.get("split", "all")), []).append(t)
     return splits
 
@@ -318,7 +297,7 @@ def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
     splits = load_splits(data, format)
     prm = load_scorer(model_dir, device=device)
     if isinstance(prm, PRM):
-        prm.cache = _cache(prm.backbone, cache_dir)
+        prm.cache = open_cache(prm.backbone, cache_dir)
     scorers = {"PRM": prm, **baseline_scorers(model_dir)}
     if threshold is not None:
         thresholds, source = {name: threshold for name in scorers}, "given"
@@ -361,12 +340,12 @@ def ablate(config, train: PathLike | None = None, test: PathLike | None = None,
         out = check_output(out, [p for p in (train, test) if p is not None], folder=True)
         for name in ("ablate.md", "results.json"):
             check_output(out / name, overwrite=overwrite)
-    train_data = _trajectories(train, format)[0] if train is not None else None
-    test_data = _trajectories(test, format)[0] if test is not None else None
+    train_data = load_located(train, format)[0] if train is not None else None
+    test_data = load_located(test, format)[0] if test is not None else None
     if data is not None:
         if not 0 < test_share < 1:
             raise PrmkitError(f"test_share must be in (0, 1), got {test_share}")
-        records = _trajectories(data, format)[0]  # problem-level: no question on both sides
+        records = load_located(data, format)[0]  # problem-level: no question on both sides
         train_idx, test_idx = split_by_question(records, test_share, seed=0)
         train_data = [records[i] for i in train_idx]
         test_data = [records[i] for i in test_idx]
@@ -394,7 +373,7 @@ def label_data(data: PathLike, out: PathLike, strategy: str, format: str = "json
     from prmkit.label.judge import read_template
 
     prompt = read_template(template) if strategy == "judge" else None
-    trajectories, _ = _trajectories(data, format)
+    trajectories, _ = load_located(data, format)
     made = None
     if strategy == "judge" and generator == "solver":
         raise PrmkitError("the judge is a language model: --generator hf or http")

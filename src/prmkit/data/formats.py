@@ -39,8 +39,8 @@ from prmkit.data.segment import segment
 from prmkit.data.trl import trl_from_row, write_trl
 from prmkit._io import check_output, open_input
 from prmkit.errors import DataError, PrmkitError
-from prmkit.records import (Trajectory, find_bad_value, iter_jsonl, loads, normalize_question,
-                             write_jsonl)
+from prmkit.records import (Location, Trajectory, find_bad_value, iter_jsonl, loads,
+                            normalize_question, read_jsonl_located, write_jsonl)
 
 FromRow = Callable[[Any], list[Trajectory]]
 
@@ -205,6 +205,19 @@ def load(format: str, source: str | os.PathLike, split: str | None = None,
          **options: Any) -> list[Trajectory]:
     """Read ``source`` in ``format`` into records; ``options`` go to that format's reader."""
     return _format(format).read(source, split, **options)
+
+
+def load_located(source: str | os.PathLike | list[Trajectory], format: str = "jsonl"
+                 ) -> tuple[list[Trajectory], list[Location] | None]:
+    """Records, and the (file, line) of each when they come from a JSONL file of records (so a
+    later check can name where a bad one is). A list of records passes through unchanged;
+    any other ``format`` goes to its adapter, whose reader names the file and line of whatever
+    it refuses."""
+    if isinstance(source, list):
+        return source, None
+    if format == "jsonl":
+        return read_jsonl_located(source)
+    return load(format, source), None
 
 
 def _writer(name: str) -> Callable[..., dict[str, int]]:

@@ -3,9 +3,10 @@
 from prmkit.embed.backbone import Backbone, EmbedConfig
 from prmkit.embed.rows import EmbedStats
 from prmkit.embed.sources import BACKBONES
-from prmkit.embed.cache import EmbeddingCache, default_cache_dir
+from prmkit.embed.cache import EmbeddingCache, default_cache_dir, open_cache
 from prmkit.embed.pipeline import describe, embed_trajectories
 from prmkit.embed.tokens import StepTokens, tokenize_steps
 
 __all__ = ["BACKBONES", "Backbone", "EmbedConfig", "EmbedStats", "EmbeddingCache",
-           "StepTokens", "default_cache_dir", "describe", "embed_trajectories", "tokenize_steps"]
+           "StepTokens", "default_cache_dir", "describe", "embed_trajectories", "open_cache",
+           "tokenize_steps"]

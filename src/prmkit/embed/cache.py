@@ -172,6 +172,14 @@ def _remove(directory: Path, *names: str) -> None:
             (directory / name).unlink()
 
 
+def open_cache(backbone, cache_dir: str | os.PathLike | None | bool) -> "EmbeddingCache | None":
+    """The cache of ``backbone``'s embeddings: ``cache_dir`` a folder, None for the default
+    folder, or False for no cache."""
+    if cache_dir is False:
+        return None
+    return EmbeddingCache(cache_dir or default_cache_dir(), backbone.fingerprint, backbone.source)
+
+
 class EmbeddingCache:
     """Step embeddings keyed by content, for one embedding spec.
 
