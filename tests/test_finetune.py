@@ -59,7 +59,7 @@ def test_micro_batches_by_hand():
 
 
 def test_micro_batch_gradients_add_up_to_the_batch_gradient(llama):
-    from prmkit.train.finetune import _label_tensors
+    from prmkit.batch import pad_labels
 
     backbone = Backbone(_embed(llama))
     model = StepModel(backbone, PRMHead(PRMConfig(**{**HEAD.__dict__, "input_dim": 32})))
@@ -72,7 +72,7 @@ def test_micro_batch_gradients_add_up_to_the_batch_gradient(llama):
         model.zero_grad()
         for part in parts:
             logits = model([tokens[i] for i in part])
-            y, known = _label_tensors(labels, part, logits.shape[1], "cpu")
+            y, known = pad_labels(labels, part, logits.shape[1])
             per_step = torch.nn.functional.binary_cross_entropy_with_logits(
                 logits, y, reduction="none")
             (per_step[known].sum() / total).backward()

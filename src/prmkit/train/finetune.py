@@ -42,6 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from prmkit import distributed
+from prmkit.batch import pad_labels
 from prmkit._io import jsonable, remove_stale_temporaries, write_json
 from prmkit.embed import Backbone, EmbedConfig
 from prmkit.embed.rows import pad, plan_batches
@@ -169,18 +170,6 @@ class StepModel(nn.Module):
         return self.head(features, step_mask)  # (B, T)
 
 
-def _label_tensors(labels: list[list], rows: list[int], steps: int, device
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labels (B, T) float and label mask (B, T) bool of the given rows."""
-    y = torch.zeros(len(rows), steps)
-    known = torch.zeros(len(rows), steps, dtype=torch.bool)
-    for r, i in enumerate(rows):
-        for t, label in enumerate(labels[i]):
-            if label is not None:
-                y[r, t], known[r, t] = label, True
-    return y.to(device), known.to(device)
-
-
 def add_lora(model, config: FinetuneConfig, layers: int):
     """LoRA adapters on the decoder blocks ``0..layers-1`` of ``model``, changed in place (the
     model keeps its type and forward); returns the ``PeftModel`` that saves them. The base
@@ -248,7 +237,7 @@ def _evaluate(model: StepModel, tokens, labels, rows: list[int]) -> dict:
     loss_sum, count, probs, gold = 0.0, 0, [], []
     for batch in _batches(model, tokens, rows):
         logits = model([tokens[i] for i in batch])
-        y, known = _label_tensors(labels, batch, logits.shape[1], logits.device)
+        y, known = (t.to(logits.device) for t in pad_labels(labels, batch, logits.shape[1]))
         per_step = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
         loss_sum += float(per_step[known].sum())
         count += int(known.sum())
@@ -379,7 +368,7 @@ def finetune(trajectories: list[Trajectory], backbone: Backbone, head_config: PR
                 with (net.no_sync() if world > 1 and not last else contextlib.nullcontext()):
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                         logits = net([tokens[i] for i in part])  # (b, T)
-                    y, known = _label_tensors(labels, part, logits.shape[1], device)
+                    y, known = (t.to(device) for t in pad_labels(labels, part, logits.shape[1]))
                     per_step = nn.functional.binary_cross_entropy_with_logits(
                         logits.float(), y, reduction="none")
                     loss = per_step[known].sum() / max(total, 1) * scale
@@ -519,12 +508,13 @@ def finetune_prm(data, out_dir: str | os.PathLike, embed: EmbedConfig = EmbedCon
                  device: str | torch.device = "cpu") -> dict:
     """``prmkit train --finetune``: read the data, fine-tune, save to ``out_dir``. ``embed``
     names the backbone and how it is read (its features default to ``hidden`` here)."""
-    from prmkit.workflows import _trajectories, check_steps, model_folder_for
+    from prmkit.data.formats import load_located
+    from prmkit.workflows import check_steps, model_folder_for
 
     with model_folder_for(out_dir, data, overwrite) as out_dir:
         if distributed.is_main():
             remove_stale_temporaries(out_dir)
-        trajectories, locations = _trajectories(data, format)
+        trajectories, locations = load_located(data, format)
         try:
             head_config = PRMConfig(input_dim=1, target="step", **(head or {}))
         except ValueError as e:
