@@ -14,7 +14,7 @@ candidates each. Backbone: SmolLM2-135M (`--backbone smollm2`, bfloat16, its def
 Each measurement runs the whole pipeline on the same text (tokenization, forward passes, pooling,
 surprise features), --runs times interleaved (every other run in reverse order), median reported.
 
-    python bench/prefix.py                 # 40 problems x 32 candidates, 3 runs (~12 min)
+    python bench/prefix.py                 # 40 problems x 32 candidates, 3 runs (~40 min here)
     python bench/prefix.py --problems 20 --pool 24 --runs 1
 """
 
@@ -97,10 +97,12 @@ def main() -> None:
           f"{'single s':>9} {'single / shared':>16}")
     for features in ("both", "hidden"):
         s, p = stats[(features, True)], stats[(features, False)]
+        ratios = [a / b for a, b in zip(times[(features, False)], times[(features, True)])]
         print(f"{features:>9} {s.real_tokens / s.input_tokens:>11.3f} "
               f"{p.real_tokens / p.input_tokens:>11.3f} {med[(features, True)]:>9.2f} "
               f"{med[(features, False)]:>9.2f} "
-              f"{med[(features, False)] / med[(features, True)]:>16.2f}")
+              f"{med[(features, False)] / med[(features, True)]:>16.2f}"
+              f"   (runs {min(ratios):.2f}-{max(ratios):.2f})")
     print(f"\nhidden states of layer {layer} of {base.num_layers}, no sharing: stopped "
           f"{med[('hidden', False)]:.2f} s, full depth {med['full']:.2f} s, "
           f"full / stopped {med['full'] / med[('hidden', False)]:.2f}")
