@@ -19,6 +19,8 @@ from prmkit.synthetic import (
     parse_step,
     parse_steps,
     pool_stats,
+    reference_steps,
+    reference_trajectory,
 )
 from prmkit.generate.solver import NoisySolver, make_world
 from prmkit.records import first_error_labels
@@ -51,8 +53,8 @@ ANSWER = "The answer is 62."
 
 def test_reference_of_hand_problem_renders_and_is_all_correct():
     p = pens_problem()
-    assert p.reference_steps == [S0, S1, S2, ANSWER]
-    t = p.reference_trajectory()
+    assert reference_steps(p) == [S0, S1, S2, ANSWER]
+    t = reference_trajectory(p)
     assert t.labels == [1, 1, 1, 1]
     assert (t.outcome, t.answer, p.answer, p.difficulty) == (True, "62", 62, 3)
     assert t.meta["first_error"] == -1 and t.meta["process_correct"] is True
@@ -78,7 +80,7 @@ def test_reference_programs_compute_their_answers():
     step_counts = set()
     for p in problems:
         step_counts.add(p.difficulty)
-        refs = p.reference_steps
+        refs = reference_steps(p)
         assert refs[-1] == f"The answer is {p.answer}."
         for j, text in enumerate(refs[:-1]):
             r = parse_step(p, text)
@@ -101,7 +103,7 @@ def test_reference_programs_compute_their_answers():
                 if q not in targets:
                     v = p.values[q]
                     assert str(v) in p.question or (s.op == "/" and words[v] in p.question)
-        assert p.reference_trajectory().labels == [1] * len(refs)
+        assert reference_trajectory(p).labels == [1] * len(refs)
     assert step_counts == set(range(2, 9))
 
 
@@ -202,7 +204,7 @@ def test_continue_from_keeps_prefix_and_computes_from_its_values():
 
 def test_continue_from_a_generated_reference_prefix_finishes_the_reference():
     problem = next(p for p in generate_problems(50, seed=5) if p.difficulty >= 5)
-    ref = problem.reference_steps
+    ref = reference_steps(problem)
     out = QUIET.continue_from(problem, ref[:2], 3, random.Random(0))
     assert [t.steps for t in out] == [ref] * 3
     assert all(t.labels == [1] * len(ref) and t.outcome for t in out)
@@ -286,8 +288,8 @@ def test_problems_and_solver_pickle():
     assert pickle.loads(pickle.dumps(problem)) == problem
     assert pickle.loads(pickle.dumps(solver)) == solver
     # The module docstring's example.
-    assert problem.reference_steps[0] == ("Hana buys 8 buckets of 9 seashells, so she has "
-                                          "8 * 9 = 72 seashells.")
+    assert reference_steps(problem)[0] == ("Hana buys 8 buckets of 9 seashells, so she has "
+                                           "8 * 9 = 72 seashells.")
     assert problem.answer == 150
 
 

@@ -51,10 +51,10 @@ Modules: ``world`` (problems and their misconceptions), ``steps`` (step strings)
 """
 
 from prmkit.synthetic.grade import (ERROR_DETAILS, Grade, grade, label_solution,
-                                    trajectory_of)
+                                    reference_trajectory, trajectory_of)
 from prmkit.synthetic.stats import REAL_RANGES, format_comparison, pool_stats
 from prmkit.synthetic.steps import (StepRecord, parse_step, parse_steps, reference_records,
-                                    render_step)
+                                    reference_steps, render_step)
 from prmkit.synthetic.world import (ERROR_KINDS, MISCONCEPTION_KINDS, OPS, STEP_ERROR_KINDS,
                                     Misconception, Problem, ProblemPool, RefStep, WorldConfig,
                                     available_quantities, exact_value, generate_problem,
@@ -64,5 +64,5 @@ __all__ = ["ERROR_DETAILS", "ERROR_KINDS", "MISCONCEPTION_KINDS", "OPS", "REAL_R
            "STEP_ERROR_KINDS", "Grade", "Misconception", "Problem", "ProblemPool", "RefStep",
            "StepRecord", "WorldConfig", "available_quantities", "exact_value", "format_comparison",
            "generate_problem", "generate_problems", "grade", "label_solution", "parse_step",
-           "parse_steps", "pool_stats", "reference_records", "render_step", "trajectory_of",
-           "world_problem"]
+           "parse_steps", "pool_stats", "reference_records", "reference_steps",
+           "reference_trajectory", "render_step", "trajectory_of", "world_problem"]

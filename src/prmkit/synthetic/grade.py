@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prmkit.records import Trajectory, first_error_labels
-from prmkit.synthetic.steps import StepRecord, parse_steps, render_step
+from prmkit.synthetic.steps import StepRecord, parse_steps, reference_records, render_step
 from prmkit.synthetic.world import Problem, RefStep, exact_value
 
 # What a PRM must catch, finer than ``ERROR_KINDS``: an arithmetic error close to the right value
@@ -115,6 +115,11 @@ def label_solution(problem: Problem, steps: list[str],
     if not records or records[-1].kind != "answer":
         raise ValueError("a complete solution ends with the step 'The answer is N.'")
     return trajectory_of(problem, records, label_policy, list(steps))
+
+
+def reference_trajectory(problem: Problem, label_policy: str = "first_error") -> Trajectory:
+    """The reference solution as a trajectory (all labels 1)."""
+    return trajectory_of(problem, reference_records(problem), label_policy)
 
 
 def trajectory_of(problem: Problem, records: list[StepRecord], label_policy: str,

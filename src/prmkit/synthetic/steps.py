@@ -41,6 +41,11 @@ def reference_records(problem: Problem) -> list[StepRecord]:
     return out + [StepRecord("answer", result=problem.answer)]
 
 
+def reference_steps(problem: Problem) -> list[str]:
+    """The reference solution's step strings."""
+    return [render_step(problem, r) for r in reference_records(problem)]
+
+
 def render_step(problem: Problem, record: StepRecord) -> str:
     """The step string of a record, e.g. ``"Omar buys 4 boxes of 9 pens, so he has 4 * 9 = 36
     pens."``."""

@@ -157,20 +157,6 @@ class Problem:
         """The number of reference computations."""
         return len(self.steps)
 
-    @property
-    def reference_steps(self) -> list[str]:
-        from prmkit.synthetic.steps import reference_records, render_step  # built on this module
-
-        return [render_step(self, r) for r in reference_records(self)]
-
-    def reference_trajectory(self, label_policy: str = "first_error") -> Trajectory:
-        """The reference solution as a trajectory (all labels 1)."""
-        from prmkit.synthetic.grade import trajectory_of
-        from prmkit.synthetic.steps import reference_records
-
-        return trajectory_of(self, reference_records(self), label_policy)
-
-
 
 @dataclass
 class ProblemPool:
