@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from prmkit._io import atomic_open, write_json
+from prmkit._io import atomic_open, input_paths, write_json
 
 
 @pytest.fixture
@@ -32,3 +32,15 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
             f.write("new")
             raise RuntimeError
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["a.txt"]
+
+
+def test_input_paths_are_the_data_file_and_the_files_of_model_folders(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "head.safetensors").write_text("")
+    found = input_paths(tmp_path / "data.jsonl", model, tmp_path / "extra.json")
+    assert found[0] == tmp_path / "data.jsonl" and found[-1] == tmp_path / "extra.json"
+    assert sorted(p.name for p in found[1:-1]) == ["config.json", "head.safetensors"]
+    # records given as a list are no file: only the folder's files remain
+    assert sorted(input_paths([], model)) == sorted(model.iterdir())

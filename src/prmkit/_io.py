@@ -161,6 +161,15 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
 OVERWRITE_HINT = "pass overwrite=True (--overwrite on the command line)"
 
 
+def input_paths(data, *more: str | os.PathLike) -> list[str | os.PathLike]:
+    """The input files of a job, which no output may replace: ``data`` (unless it is a list of
+    records) and every file in the ``more`` folders (or the ``more`` files themselves)."""
+    paths = [] if isinstance(data, list) else [data]
+    for folder in more:
+        paths += list(Path(folder).iterdir()) if Path(folder).is_dir() else [folder]
+    return paths
+
+
 def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
                  overwrite: bool = False, folder: bool = False) -> Path:
     """Check an output path before any work starts: not one of ``inputs``, not a folder where a

@@ -361,3 +361,14 @@ def check_label_kind(trajectories: list[Trajectory]) -> str:
         raise DataError(f"the data mixes label kinds {sorted(kinds)}; train on one kind at a time "
                         "(convert or filter first)")
     return kinds.pop() if kinds else "correctness"
+
+
+def check_steps(trajectories: list[Trajectory], locations: list[Location] | None,
+                max_steps: int, hint: str) -> None:
+    """Refuse, before any embedding, a trajectory longer than a head takes, by file and line (or
+    by index in a list)."""
+    for i, t in enumerate(trajectories):
+        if t.num_steps > max_steps:
+            path, line = locations[i] if locations else (None, None)
+            raise DataError(f"{t.num_steps} steps, more than max_steps={max_steps}; {hint}",
+                            path=path, line=line, field="steps" if locations else f"[{i}].steps")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import tempfile
@@ -20,11 +19,11 @@ from prmkit.embed import Backbone, EmbedConfig, embed_trajectories, open_cache
 from prmkit.errors import DataError, PrmkitError
 from prmkit.metrics import first_flagged
 from prmkit.model import EnsembleHead, PRMConfig, PRMHead
-from prmkit.records import Location, Trajectory
+from prmkit.records import Location, Trajectory, check_steps
 from prmkit.scoring import PRM, HeadScorer, aggregate_all, load_scorer, score_features
 from prmkit.scoring.prm import step_spread
-from prmkit.train import TrainConfig, check_out_dir, split_by_question, train
-from prmkit._io import atomic_open, check_output, file_lock, write_json
+from prmkit.train import TrainConfig, model_folder_for, split_by_question, train
+from prmkit._io import atomic_open, check_output, input_paths, write_json
 
 PathLike = str | os.PathLike
 
@@ -35,25 +34,6 @@ def record_id(t: Trajectory) -> str:
     if isinstance(t.meta.get("id"), (str, int)) and not isinstance(t.meta.get("id"), bool):
         return str(t.meta["id"])
     return "q-" + hashlib.sha256(t.question.encode("utf-8")).hexdigest()[:16]
-
-
-def check_steps(trajectories: list[Trajectory], locations: list[Location] | None,
-                max_steps: int, hint: str) -> None:
-    """Refuse, before any embedding, a trajectory longer than a head takes, by file and line (or
-    by index in a list)."""
-    for i, t in enumerate(trajectories):
-        if t.num_steps > max_steps:
-            path, line = locations[i] if locations else (None, None)
-            raise DataError(f"{t.num_steps} steps, more than max_steps={max_steps}; {hint}",
-                            path=path, line=line, field="steps" if locations else f"[{i}].steps")
-
-
-def _inputs(data, *more: PathLike) -> list[PathLike]:
-    """The input files of a job, which no output may replace."""
-    paths = [] if isinstance(data, list) else [data]
-    for folder in more:
-        paths += list(Path(folder).iterdir()) if Path(folder).is_dir() else [folder]
-    return paths
 
 
 def embed_data(data: PathLike | list[Trajectory], embed: EmbedConfig = EmbedConfig(),
@@ -141,20 +121,6 @@ def train_prm(data: PathLike | list[Trajectory], out_dir: PathLike,
                           keep_checkpoint, format, baselines, device)
 
 
-@contextlib.contextmanager
-def model_folder_for(out_dir: PathLike, data, overwrite: bool):
-    """The folder ``prmkit train`` writes, checked before any work (not an input, no finished
-    model unless ``overwrite``), created and locked against a second run; under torchrun rank 0
-    holds the lock for all (the others would find it locked)."""
-    distributed.init()
-    out_dir = check_output(out_dir, _inputs(data), folder=True)
-    check_out_dir(out_dir, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (file_lock(out_dir, wait=False, busy="another prmkit train is writing there")
-          if distributed.is_main() else contextlib.nullcontext()):
-        yield out_dir
-
-
 def _train_prm(data, out_dir, embed, head, config, cache_dir, progress, overwrite,
                keep_checkpoint, format, baselines, device) -> dict:
     trajectories, locations = load_located(data, format)
@@ -189,7 +155,7 @@ def score_data(model_dir: PathLike, data: PathLike | list[Trajectory],
     holds ``first_error``: the first step below the model's saved threshold, or -1.
     """
     if out is not None:
-        check_output(out, _inputs(data, model_dir), overwrite)
+        check_output(out, input_paths(data, model_dir), overwrite)
     trajectories, locations = load_located(data, format)
     prm = load_scorer(model_dir, batch_size=batch_size, device=device)
     if flag_errors and prm.threshold is None:
@@ -293,7 +259,7 @@ def eval_model(model_dir: PathLike, data: PathLike, format: str = "jsonl",
         raise PrmkitError("the dev set is the data evaluated: a threshold chosen on the items "
                           "it scores flatters them; choose it on other data")
     if out is not None:
-        out = check_output(out, _inputs(data, model_dir), folder=True)
+        out = check_output(out, input_paths(data, model_dir), folder=True)
     splits = load_splits(data, format)
     prm = load_scorer(model_dir, device=device)
     if isinstance(prm, PRM):

@@ -3,8 +3,9 @@
 
 from prmkit.train.checkpoint import CHECKPOINT_NAME
 from prmkit.train.loop import (SUMMARY_NAME, TrainConfig, check_out_dir, evaluate,
-                               read_training, split_by_question, step_logits, train,
-                               training_labels)
+                               model_folder_for, read_training, split_by_question, step_logits,
+                               train, training_labels)
 
 __all__ = ["CHECKPOINT_NAME", "SUMMARY_NAME", "TrainConfig", "check_out_dir", "evaluate",
-           "read_training", "split_by_question", "step_logits", "train", "training_labels"]
+           "model_folder_for", "read_training", "split_by_question", "step_logits", "train",
+           "training_labels"]

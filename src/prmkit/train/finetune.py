@@ -50,8 +50,8 @@ from prmkit.embed.tokens import StepTokens
 from prmkit.errors import DataError, PrmkitError
 from prmkit.metrics import auroc
 from prmkit.model import PRMConfig, PRMHead
-from prmkit.records import Location, Trajectory, check_label_kind
-from prmkit.train import SUMMARY_NAME, TrainConfig, training_labels
+from prmkit.records import Location, Trajectory, check_label_kind, check_steps
+from prmkit.train import SUMMARY_NAME, TrainConfig, model_folder_for, training_labels
 from prmkit.train.loop import _split
 
 if TYPE_CHECKING:
@@ -509,7 +509,6 @@ def finetune_prm(data, out_dir: str | os.PathLike, embed: EmbedConfig = EmbedCon
     """``prmkit train --finetune``: read the data, fine-tune, save to ``out_dir``. ``embed``
     names the backbone and how it is read (its features default to ``hidden`` here)."""
     from prmkit.data.formats import load_located
-    from prmkit.workflows import check_steps, model_folder_for
 
     with model_folder_for(out_dir, data, overwrite) as out_dir:
         if distributed.is_main():

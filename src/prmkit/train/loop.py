@@ -38,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from prmkit import distributed
-from prmkit._io import (OVERWRITE_HINT, file_lock, jsonable,
+from prmkit._io import (OVERWRITE_HINT, check_output, file_lock, input_paths, jsonable,
                         remove_stale_temporaries, write_json)
 from prmkit.devices import resolve_device
 from prmkit.errors import PrmkitError
@@ -465,6 +465,20 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
             and not (out_dir / CHECKPOINT_NAME).exists()):
         raise PrmkitError(f"{out_dir} holds a trained model; {OVERWRITE_HINT} to train a new "
                           "one there, or use another out_dir (--out)")
+
+
+@contextlib.contextmanager
+def model_folder_for(out_dir: str | os.PathLike, data, overwrite: bool):
+    """The folder ``prmkit train`` writes, checked before any work (not an input, no finished
+    model unless ``overwrite``), created and locked against a second run; under torchrun rank 0
+    holds the lock for all (the others would find it locked)."""
+    distributed.init()
+    out_dir = check_output(out_dir, input_paths(data), folder=True)
+    check_out_dir(out_dir, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (file_lock(out_dir, wait=False, busy="another prmkit train is writing there")
+          if distributed.is_main() else contextlib.nullcontext()):
+        yield out_dir
 
 
 def _train(trajectories: list[Trajectory], features: list[np.ndarray], model_config: PRMConfig,
