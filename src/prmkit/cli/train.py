@@ -106,7 +106,7 @@ def _add_head(p: argparse.ArgumentParser) -> None:
 
 
 def _add_finetune(p: argparse.ArgumentParser) -> None:
-    from prmkit.train.finetune import DEFAULT_BACKBONE_LR, FinetuneConfig
+    from prmkit.train.finetuned import DEFAULT_BACKBONE_LR, FinetuneConfig
 
     d = FinetuneConfig()
     f = p.add_argument_group("fine-tuning the backbone (README, \"Fine-tuning the backbone\")")

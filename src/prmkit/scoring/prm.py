@@ -127,7 +127,7 @@ class PRM(HeadScorer):
         The backbone is rebuilt from the saved embed settings and its fingerprint (weights hash,
         pooling, layer, dtype, adapter hash, ...) must equal the one the head was trained on.
         """
-        from prmkit.train.finetune import BACKBONE_DIR, read_finetune, scoring_backbone
+        from prmkit.train.finetuned import BACKBONE_DIR, read_finetune, scoring_backbone
 
         directory = model_folder(directory, revision)
         config = read_config(directory)
