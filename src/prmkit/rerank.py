@@ -25,14 +25,14 @@ import numpy as np
 from prmkit import bestofn
 from prmkit._io import atomic_open, check_output
 from prmkit.answers import final_answer, judge_answers
+from prmkit.data.formats import load_located
+from prmkit.embed import open_cache
 from prmkit.errors import PrmkitError
 from prmkit.records import Location, Trajectory, check_steps, normalize_question
 from prmkit.report import curve_table
 from prmkit.scoring import PRM, Scorer, StepScores, aggregate_all, load_scorer
 from prmkit.scoring.aggregate import AGGREGATIONS
 from prmkit.select import Method, Pool, select
-from prmkit.data.formats import load_located
-from prmkit.embed import open_cache
 
 PathLike = str | os.PathLike
 Answer = str | None

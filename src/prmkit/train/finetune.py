@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from prmkit import distributed
 from prmkit.batch import pad_labels
 from prmkit._io import jsonable, remove_stale_temporaries, write_json
+from prmkit.data.formats import load_located
 from prmkit.embed import Backbone, EmbedConfig
 from prmkit.embed.rows import pad, plan_batches
 from prmkit.embed.tokens import StepTokens
@@ -444,8 +445,6 @@ def finetune_prm(data, out_dir: str | os.PathLike, embed: EmbedConfig = EmbedCon
                  device: str | torch.device = "cpu") -> dict:
     """``prmkit train --finetune``: read the data, fine-tune, save to ``out_dir``. ``embed``
     names the backbone and how it is read (its features default to ``hidden`` here)."""
-    from prmkit.data.formats import load_located
-
     with model_folder_for(out_dir, data, overwrite) as out_dir:
         if distributed.is_main():
             remove_stale_temporaries(out_dir)

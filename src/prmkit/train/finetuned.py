@@ -19,6 +19,7 @@ BACKBONE_DIR = "backbone"
 # full fine-tuning of a small LM.
 DEFAULT_BACKBONE_LR = {"lora": 1e-4, "full": 1e-5}
 
+
 @dataclass
 class FinetuneConfig:
     """How the backbone is fine-tuned; saved as the model's ``finetune`` section."""
