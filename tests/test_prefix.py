@@ -72,3 +72,29 @@ def test_sharing_is_off_where_it_cannot_apply(minilm, tmp_path):
     assert not Backbone(EmbedConfig(backbone=str(folder), layer=0,
                                     features="hidden")).shares_prefixes
     assert Backbone(EmbedConfig(backbone=str(folder))).shares_prefixes
+
+
+def test_a_continuation_writes_its_keys_after_the_past_in_place(tmp_path, minilm):
+    import torch
+    from transformers import DynamicCache
+
+    from prmkit.embed.prefix import Continuation, _past, run_continuations
+    from prmkit.embed.rows import EmbedStats
+
+    folder = tiny_causal_lm("llama", tmp_path / "llama", minilm.path)
+    backbone = Backbone(EmbedConfig(backbone=str(folder), features="both"))
+    [(_, root)] = run_continuations(backbone, [Continuation(None, [5, 6, 7], [(1, 3)])],
+                                    EmbedStats())
+    cache, past_mask = _past([Continuation(root, [8, 9], [(0, 2)])], new=2)
+    buffers = [layer.keys.data_ptr() for layer in cache.layers]
+    assert [layer.keys.shape[2] for layer in cache.layers] == [3 + 2] * len(buffers)
+    mask = torch.cat([past_mask, torch.ones(1, 2, dtype=torch.long)], dim=1)  # (1, 3 + 2)
+    backbone.run(torch.tensor([[8, 9]]), mask, torch.tensor([[3, 4]]), cache)
+    # the new keys went into the buffers that hold the past: no copy of the past per layer
+    assert [layer.keys.data_ptr() for layer in cache.layers] == buffers
+    whole = DynamicCache()
+    backbone.run(torch.tensor([[5, 6, 7, 8, 9]]), torch.ones(1, 5, dtype=torch.long), None, whole)
+    for mine, theirs in zip(cache.layers, whole.layers):
+        for a, b in ((mine.keys, theirs.keys), (mine.values, theirs.values)):
+            assert a.shape == b.shape
+            assert torch.linalg.norm(a - b) <= 1e-5 * torch.linalg.norm(b)

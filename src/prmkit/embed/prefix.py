@@ -9,11 +9,13 @@ runs the backbone once per node: level 0 (the roots) from scratch, every deeper 
 of continuations whose pasts are their ancestors' key/value states.
 
 A batch of continuations has pasts of different lengths. The pasts are copied side by side into
-one (B, heads, P_max, head_dim) cache per layer, right-padded with zeros; the 2-D attention mask
-covers the past's padding and the new tokens' padding, and ``position_ids`` are given per row
-(``node.start + arange``), since the model's default positions assume one shared past length.
-A forward pass mutates the cache it is given in place, so each batch gets a fresh one and each
-node's own key/value states are copied out of it afterwards.
+one (B, heads, P_max + L, head_dim) buffer per layer, right-padded with zeros, with room for the
+new tokens after them: the forward pass writes each layer's new keys and values there in place
+(``_presized_layer``; transformers' ``DynamicLayer`` would concatenate, copying the past again
+at every layer). The 2-D attention mask covers the past's padding and the new tokens' padding,
+and ``position_ids`` are given per row (``node.start + arange``), since the model's default
+positions assume one shared past length. Each batch gets fresh buffers, and each node's own
+key/value states are copied out of them afterwards.
 
 For a causal model, a token's state depends only on the tokens before it, so every step vector
 equals the one a separate single pass over the whole candidate gives (float rounding aside; the
@@ -23,6 +25,7 @@ the same input always gives the same nodes, batches and bytes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -200,7 +203,7 @@ def run_continuations(backbone, jobs: list[Continuation], stats, keep: list[bool
     ids, mask = pad([job.ids for job in jobs], backbone.pad_id)  # (B, L)
     starts = torch.tensor([job.start for job in jobs])
     positions = starts[:, None] + torch.arange(ids.shape[1])[None, :]  # (B, L)
-    cache, past_mask = _past(jobs)
+    cache, past_mask = _past(jobs, ids.shape[1])
     width = 0
     if past_mask is not None:
         width = past_mask.shape[1]
@@ -246,9 +249,10 @@ def run_continuations(backbone, jobs: list[Continuation], stats, keep: list[bool
     return out
 
 
-def _past(jobs: list[Continuation]):
-    """A cache holding each row's ancestors' key/value states side by side, right-padded, and the
-    (B, P_max) mask of its real positions; an empty cache and None when no row has a past."""
+def _past(jobs: list[Continuation], new: int):
+    """A cache holding each row's ancestors' key/value states side by side, right-padded, with
+    room for ``new`` tokens after them, and the (B, P_max) mask of the past's real positions; an
+    empty cache and None when no row has a past."""
     from transformers import DynamicCache
 
     lengths = [job.start for job in jobs]  # a row's past is everything before its start
@@ -257,16 +261,49 @@ def _past(jobs: list[Continuation]):
         return DynamicCache(), None
     sample = next(job.parent.kv for job in jobs if job.parent is not None)
     layers, _, heads, _, dim = sample.shape
-    # empty, not zeros: every real position is copied in and only the padding is zeroed (masked
-    # keys must still be finite, or their zero weights times NaN values poison the sum)
-    past = torch.empty(layers, 2, len(jobs), heads, width, dim, dtype=sample.dtype,
-                       device=sample.device)
+    # empty, not zeros: every real position is copied in, the past's padding is zeroed and the
+    # new tokens' columns are written by the forward pass (masked keys must still be finite, or
+    # their zero weights times NaN values poison the sum)
+    buffer = torch.empty(layers, 2, len(jobs), heads, width + new, dim, dtype=sample.dtype,
+                         device=sample.device)
     for r, job in enumerate(jobs):
         for a in job.parent.chain() if job.parent is not None else []:
-            past[:, :, r, :, a.start:a.end] = a.kv
-        past[:, :, r, :, job.start:] = 0
+            buffer[:, :, r, :, a.start:a.end] = a.kv
+        buffer[:, :, r, :, job.start:width] = 0
+    presized = _presized_layer()
+    cache = DynamicCache()
+    cache.layers = [presized(buffer[k, 0], buffer[k, 1], width) for k in range(layers)]
     mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
-    return DynamicCache([(past[k, 0], past[k, 1]) for k in range(layers)]), mask
+    return cache, mask
+
+
+@functools.cache
+def _presized_layer():
+    """The cache layer class of ``_past`` (defined on first use: transformers loads lazily)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class Presized(DynamicLayer):
+        """One layer's keys and values in buffers sized for the past and the new tokens,
+        (B, kv heads, P + L, d), holding the past: ``update`` writes the new states after it in
+        place and returns the buffers up to them."""
+
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
+            super().__init__()
+            self.keys, self.values, self.length = keys, values, length
+            self.dtype, self.device = keys.dtype, keys.device
+            self.is_initialized = True
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            end = self.length + key_states.shape[-2]
+            self.keys[:, :, self.length:end] = key_states
+            self.values[:, :, self.length:end] = value_states
+            self.length = end
+            return self.keys[:, :, :end], self.values[:, :, :end]
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+    return Presized
 
 
 def _own_kv(cache, row: int, width: int, n: int) -> torch.Tensor:
