@@ -17,7 +17,8 @@ def demo_run(tmp_path_factory, minilm):
     # the full demo's path, with a tiny causal LM standing in for SmolLM2
     root = tmp_path_factory.mktemp("demo")
     folder = tiny_causal_lm("llama", root / "tiny-llama", minilm.path)
-    config = DemoConfig(**SIZES, context=EmbedConfig(backbone=str(folder), features="both"))
+    config = DemoConfig(**SIZES, features="both",
+                        context=EmbedConfig(backbone=str(folder), features="both"))
     results = run_demo(root / "out", config, cache_dir=root / "cache", progress=False)
     return root, config, results
 
@@ -104,3 +105,19 @@ def test_quick_demo_reads_steps_alone_with_minilm(tmp_path):
 def test_demo_cli_rejects_n_larger_than_the_pool(capsys):
     assert main(["demo", "--test-pool", "8", "--ns", "1", "16"]) == 2
     assert "every N must be in [1, test_pool=8]" in capsys.readouterr().err
+
+
+def test_demo_on_hidden_states_alone_trains_one_context_head(tmp_path, minilm):
+    # what `prmkit demo --features hidden` runs: the pass stops at the read layer, no surprise
+    folder = tiny_causal_lm("llama", tmp_path / "tiny-llama", minilm.path)
+    config = DemoConfig(**SIZES, features="hidden",
+                        context=EmbedConfig(backbone=str(folder), features="hidden"))
+    r = run_demo(tmp_path / "out", config, cache_dir=tmp_path / "cache", progress=False)
+    assert r["primary_head"] == "tiny-llama in context: hidden (layer -1)"
+    assert set(r["step_auroc"]) == {"MiniLM, steps alone", "tiny-llama in context: hidden "
+                                    "(layer -1)", "random features", "length only"}
+
+
+def test_demo_cli_rejects_features_with_quick(capsys):
+    assert main(["demo", "--quick", "--features", "hidden"]) == 2
+    assert "--features is for SmolLM2" in capsys.readouterr().err

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from prmkit.cli.common import add_common, add_device, command, device
 from prmkit.demo import DemoConfig
+from prmkit.embed import EmbedConfig
+from prmkit.embed.backbone import FEATURES
 from prmkit.errors import PrmkitError
 
 EXAMPLES = """examples:
-  prmkit demo                 # about 11 minutes cold on 2 cores
+  prmkit demo                 # about 10 minutes cold on 2 cores
   prmkit demo --quick         # about 2 minutes
+  prmkit demo --features both # SmolLM2's hidden states and surprise, every feature set compared
+                              #   (11 to 21 minutes cold on 2 cores, by CPU)
   prmkit demo --data champ    # best-of-N on CHAMP's real model solutions (about 60 minutes cold)"""
 
 
@@ -42,6 +46,11 @@ def add_parser(sub) -> None:
                         + sizes.format(full.test_pool, quick.test_pool))
     p.add_argument("--ns", type=int, nargs="+", default=list(full.ns), help="values of N")
     p.add_argument("--seed", type=int, default=full.seed, help="seed of the world")
+    p.add_argument("--features", choices=FEATURES, default=None,
+                   help="what SmolLM2 gives the PRM: its hidden states (the pass stops at the "
+                        "layer read), its surprise (the whole pass and the LM head), or both, "
+                        "every feature set then compared (about 2.5x slower than hidden) "
+                        f"(default: {full.features})")
     p.add_argument("--cache", default=None, metavar="DIR", help="embedding cache folder")
     add_device(p)
     add_common(p)
@@ -58,7 +67,11 @@ def cmd_demo(args) -> dict:
         ("test_problems", args.test_problems), ("test_pool", args.test_pool))
         if value is not None}
     try:
+        if args.quick and args.features is not None:
+            raise ValueError("--features is for SmolLM2, which --quick does not run")
         make = DemoConfig.quick if args.quick else DemoConfig
+        if args.features is not None:
+            sizes.update(features=args.features, context=EmbedConfig(features=args.features))
         config = make(**sizes, ns=tuple(args.ns), seed=args.seed)
     except ValueError as e:
         raise PrmkitError(str(e)) from None
