@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prmkit.cli.common import add_common, add_device, command, device
 from prmkit.demo import DemoConfig
-from prmkit.embed import EmbedConfig
 from prmkit.embed.backbone import FEATURES
 from prmkit.errors import PrmkitError
 
@@ -71,7 +72,9 @@ def cmd_demo(args) -> dict:
             raise ValueError("--features is for SmolLM2, which --quick does not run")
         make = DemoConfig.quick if args.quick else DemoConfig
         if args.features is not None:
-            sizes.update(features=args.features, context=EmbedConfig(features=args.features))
+            # the demo's own context backbone, read for other features
+            sizes.update(features=args.features,
+                         context=replace(DemoConfig().context, features=args.features))
         config = make(**sizes, ns=tuple(args.ns), seed=args.seed)
     except ValueError as e:
         raise PrmkitError(str(e)) from None
